@@ -1,0 +1,43 @@
+# Every target sets itself up: a fresh machine needs only Python 3.11+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test serve lint typecheck unit proto bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ivr-bridge demo
+
+serve: $(STAMP)
+	$(BIN)/ivr-bridge serve --config configs/local.toml
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check ivr_bridge tests benchmarks
+	$(BIN)/ruff check ivr_bridge tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck unit
+
+# Regenerate the protobuf modules after editing ivr_bridge/_proto/*.proto.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+	  ivr_bridge/_proto/stt_v3.proto ivr_bridge/_proto/stt_v3_service.proto
+	rm -f ivr_bridge/_proto/stt_v3_pb2_grpc.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

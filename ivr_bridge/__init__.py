@@ -1,0 +1,3 @@
+"""ivr-bridge: phone-call media streams to Yandex SpeechKit streaming recognition."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ivr_bridge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,320 @@
+"""Per-call orchestration: one reader, one recognition task per channel, one shutdown path.
+
+The reader takes each PBX message, feeds it to the dialect and hands the results on without
+awaiting anything slow: audio goes into the channel's bounded ledger, events onto the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import structlog
+
+from ivr_bridge.clock import SYSTEM_CLOCK, Clock
+from ivr_bridge.dialects.base import Dialect
+from ivr_bridge.errors import DialectError
+from ivr_bridge.events.bus import EventBus
+from ivr_bridge.model import (
+    Audio,
+    CallEnded,
+    CallStarted,
+    DialectEvent,
+    Dtmf,
+    Mark,
+    Paused,
+    Resumed,
+    UtteranceEvent,
+)
+from ivr_bridge.recognition.base import Recognizer, SessionConfig
+from ivr_bridge.recognition.channel import RecognitionChannel
+from ivr_bridge.recognition.policy import PolicyConfig
+
+logger = structlog.get_logger(__name__)
+
+
+class MessageStream(Protocol):
+    """The websocket as call.py sees it (server.py adapts the real one)."""
+
+    async def recv(self) -> str | bytes | None:
+        """The next message, or None once the peer has closed."""
+        ...
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    session: SessionConfig
+    policy: PolicyConfig = PolicyConfig()
+    chunk_ms: int = 100
+    buffer_s: float = 60.0
+    drain_timeout_s: float = 5.0
+    media_inactivity_timeout_s: float = 0.0
+
+
+class Call:
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        dialect: Dialect,
+        stream: MessageStream,
+        recognizer: Recognizer,
+        options: CallOptions,
+        bus: EventBus,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.call_id = call_id
+        self._dialect = dialect
+        self._stream = stream
+        self._recognizer = recognizer
+        self._options = options
+        self._bus = bus
+        self._clock = clock
+        self._log = logger.bind(call_id=call_id, dialect=dialect.name)
+        self._seq = 0
+        self._started: CallStarted | None = None
+        self._started_at = clock.now()
+        self._channels: dict[str, RecognitionChannel] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._messages = 0
+        self._dtmf = 0
+        self._stop_requested = False
+        self._reader: asyncio.Task[Any] | None = None
+        self.end_reason = ""
+
+    # ---- public ---------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Server shutdown: stop reading, finish recognition, close politely."""
+        self._stop_requested = True
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+    async def run(self) -> None:
+        reason = "hangup"
+        close: tuple[int, str] | None = None
+        self._reader = asyncio.current_task()
+        try:
+            try:
+                reason, close = await self._read_loop()
+            except asyncio.CancelledError:
+                if not self._stop_requested:
+                    raise
+                # Our own shutdown request, not a cancellation from outside: finish politely.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                reason, close = "shutdown", (1001, "bridge shutting down")
+        finally:
+            self._reader = None
+            self.end_reason = reason
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await self._stream.close(*close)
+            await self._finish(reason)
+
+    # ---- reading --------------------------------------------------------------------
+
+    async def _next_message(self) -> str | bytes | None:
+        timeout = self._options.media_inactivity_timeout_s
+        try:
+            if timeout > 0:
+                return await asyncio.wait_for(self._stream.recv(), timeout)
+            return await self._stream.recv()
+        except TimeoutError:
+            raise _StopReading("media_timeout") from None
+
+    async def _read_loop(self) -> tuple[str, tuple[int, str] | None]:
+        while True:
+            try:
+                message = await self._next_message()
+            except _StopReading as stop:
+                return stop.reason, (1000, "no media")
+            if message is None:
+                return "hangup", None
+            self._messages += 1
+            try:
+                if isinstance(message, str):
+                    events = self._dialect.receive_text(message)
+                else:
+                    events = self._dialect.receive_bytes(message)
+            except DialectError as exc:
+                self._log.warning(
+                    "protocol_error",
+                    close_code=exc.close_code,
+                    reason=exc.reason,
+                    message_no=self._messages,
+                )
+                return "protocol_error", (exc.close_code, exc.reason)
+            for reply in self._dialect.data_to_send():
+                await self._stream.send(reply)
+            for event in events:
+                if isinstance(event, CallEnded):
+                    return event.reason, (1000, "call ended")
+                self._handle(event)
+
+    def _handle(self, event: DialectEvent) -> None:
+        if isinstance(event, Audio):
+            channel = self._channels.get(event.channel)
+            if channel is not None:
+                channel.push_audio(event.pcm)
+        elif isinstance(event, CallStarted):
+            self._start(event)
+        elif isinstance(event, Dtmf):
+            self._dtmf += 1
+            self._emit(
+                "dtmf",
+                event.channel,
+                self._channel_ms(event.channel),
+                {"digit": event.digit, "duration_ms": event.duration_ms},
+            )
+        elif isinstance(event, Mark):
+            self._emit("mark", None, self._elapsed_ms(), {"name": event.name})
+        elif isinstance(event, Paused | Resumed):
+            kind = "paused" if isinstance(event, Paused) else "resumed"
+            self._emit(kind, event.channel, self._elapsed_ms(), {})
+
+    def _start(self, started: CallStarted) -> None:
+        self._started = started
+        self._started_at = self._clock.now()
+        self._log.info(
+            "call_started",
+            channels=[c.name for c in started.channels],
+            sample_rate=started.sample_rate,
+        )
+        self._emit(
+            "call_started",
+            None,
+            0,
+            {
+                "dialect": started.dialect,
+                "platform_call_id": started.call_id,
+                "stream_id": started.stream_id,
+                "channels": [{"name": c.name, "track": c.track} for c in started.channels],
+                "media_format": {
+                    "encoding": started.media_format.encoding,
+                    "sample_rate": started.media_format.sample_rate,
+                    "channels": started.media_format.channels,
+                },
+                "sample_rate": started.sample_rate,
+                "metadata": dict(started.metadata),
+                "custom_parameters": dict(started.custom_parameters),
+            },
+        )
+        opts = self._options
+        for info in started.channels:
+            channel = RecognitionChannel(
+                name=info.name,
+                sample_rate=started.sample_rate,
+                recognizer=self._recognizer,
+                session_config=replace(opts.session, sample_rate=started.sample_rate),
+                policy=opts.policy,
+                emit=self._channel_emitter(info.name),
+                chunk_ms=opts.chunk_ms,
+                buffer_s=opts.buffer_s,
+                drain_timeout_s=opts.drain_timeout_s,
+                clock=self._clock,
+                request_id_prefix=self.call_id,
+            )
+            self._channels[info.name] = channel
+            self._tasks.append(
+                asyncio.create_task(self._run_channel(channel), name=f"{self.call_id}-{info.name}")
+            )
+
+    async def _run_channel(self, channel: RecognitionChannel) -> None:
+        try:
+            await channel.run()
+        except Exception:
+            # A bug in one channel must not take the call (or other calls) down.
+            self._log.exception("channel_crashed", channel=channel.name)
+
+    # ---- events ---------------------------------------------------------------------
+
+    def _channel_emitter(self, name: str) -> Any:
+        def emit(kind: str, call_ms: int, data: dict[str, Any]) -> None:
+            self._emit(kind, name, call_ms, data)
+
+        return emit
+
+    def _emit(self, kind: str, channel: str | None, call_ms: int, data: dict[str, Any]) -> None:
+        self._seq += 1
+        self._bus.publish(
+            UtteranceEvent(
+                type=kind,
+                call_id=self.call_id,
+                channel=channel,
+                seq=self._seq,
+                call_ms=call_ms,
+                wall_time=self._clock.wall(),
+                data=data,
+            )
+        )
+
+    def _elapsed_ms(self) -> int:
+        return max(0, round((self._clock.now() - self._started_at) * 1000))
+
+    def _channel_ms(self, name: str) -> int:
+        channel = self._channels.get(name)
+        return channel.ledger.ms(channel.ledger.end) if channel else self._elapsed_ms()
+
+    # ---- ending ---------------------------------------------------------------------
+
+    async def _finish(self, reason: str) -> None:
+        for channel in self._channels.values():
+            channel.end_input()
+        if self._tasks:
+            # Each channel bounds its own drain; this outer limit only catches bugs.
+            _, pending = await asyncio.wait(
+                self._tasks, timeout=self._options.drain_timeout_s * 3 + 5
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._started is None:
+            self._log.info("connection_closed_before_start", reason=reason)
+            return
+        channels = {name: ch.accounting() for name, ch in self._channels.items()}
+
+        def total(key: str) -> int:
+            return sum(int(acc[key]) for acc in channels.values())
+
+        duration_ms = self._elapsed_ms()
+        self._emit(
+            "call_ended",
+            None,
+            duration_ms,
+            {
+                "reason": reason,
+                "duration_ms": duration_ms,
+                "messages": self._messages,
+                "dtmf": self._dtmf,
+                "audio_ms_received": total("audio_ms_received"),
+                "audio_ms_sent": total("audio_ms_sent"),
+                "audio_ms_replayed": total("audio_ms_replayed"),
+                "audio_ms_dropped": total("audio_ms_dropped"),
+                "sessions_opened": total("sessions_opened"),
+                "keepalive_ms": total("keepalive_ms"),
+                "errors": total("errors"),
+                "channels": channels,
+            },
+        )
+        self._log.info(
+            "call_ended",
+            reason=reason,
+            duration_ms=duration_ms,
+            sessions=total("sessions_opened"),
+            errors=total("errors"),
+        )
+
+
+class _StopReading(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

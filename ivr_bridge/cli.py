@@ -1,0 +1,251 @@
+"""Command line: serve | simulate | local-recognizer | demo | check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ivr_bridge.config import Settings, load_settings
+from ivr_bridge.errors import ConfigError
+from ivr_bridge.logs import configure_logging
+
+log = structlog.get_logger("ivr_bridge.cli")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(getattr(args, "config", None))
+    server = settings.server
+    events = settings.events
+    if getattr(args, "host", None):
+        server = replace(server, host=args.host)
+    if getattr(args, "port", None) is not None:
+        server = replace(server, port=args.port)
+    if getattr(args, "events_jsonl", None):
+        events = replace(events, jsonl=args.events_jsonl)
+    if getattr(args, "webhook", None):
+        events = replace(events, webhook=args.webhook)
+    return replace(settings, server=server, events=events)
+
+
+# ---- serve ----------------------------------------------------------------------------
+
+
+async def _serve(settings: Settings) -> int:
+    from ivr_bridge.app import BridgeApp
+
+    app = BridgeApp(settings)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info("serving", url=app.url(), health=app.url("/healthz").replace("ws://", "http://"))
+    await stop.wait()
+    log.info("shutdown_requested", drain_timeout_s=settings.server.drain_timeout_s)
+    await app.stop(settings.server.drain_timeout_s)
+    return 0
+
+
+# ---- simulate -------------------------------------------------------------------------
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from ivr_bridge.simulate import simulate_call
+
+    params = dict(item.split("=", 1) for item in args.param or [])
+    report = await simulate_call(
+        args.url,
+        args.wav,
+        fast=args.fast,
+        gap_at_s=args.gap_at,
+        gap_s=args.gap or 0.0,
+        custom_parameters=params,
+        tracks=args.tracks,
+    )
+    print(report.format_report())
+    return 0
+
+
+# ---- local recognizer -----------------------------------------------------------------
+
+
+async def _local_recognizer(args: argparse.Namespace) -> int:
+    from ivr_bridge.local.server import LocalRecognizerConfig, serve_forever
+
+    await serve_forever(
+        LocalRecognizerConfig(
+            host=args.host, port=args.port, api_key=args.api_key or None, engine=args.engine
+        )
+    )
+    return 0
+
+
+# ---- demo -----------------------------------------------------------------------------
+
+
+def sample_call_path() -> Path:
+    return Path(str(resources.files("ivr_bridge") / "data" / "sample_call.wav"))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from ivr_bridge.app import BridgeApp
+    from ivr_bridge.config import EmbeddedSettings, ServerSettings, SpeechKitSettings
+    from ivr_bridge.events.console import CallbackSink, ConsoleSink
+    from ivr_bridge.model import UtteranceEvent
+    from ivr_bridge.simulate import simulate_call
+    from ivr_bridge.wer import word_error_rate
+
+    wav = Path(args.wav) if args.wav else sample_call_path()
+    settings = Settings(
+        server=ServerSettings(host="127.0.0.1", port=0),
+        speechkit=SpeechKitSettings(languages=("en-US",)),
+        embedded=EmbeddedSettings(port=0),
+    )
+    events: list[UtteranceEvent] = []
+    ended = asyncio.Event()
+
+    def collect(event: UtteranceEvent) -> None:
+        events.append(event)
+        if event.type == "call_ended":
+            ended.set()
+
+    app = BridgeApp(
+        settings, sinks=[ConsoleSink(include_partials=not args.no_partials), CallbackSink(collect)]
+    )
+    print(f"ivr-bridge demo: starting the bridge and the embedded recognizer ({wav.name})")
+    await app.start()
+    print(
+        f"bridge listening at {app.url()}; playing the call {'fast' if args.fast else 'in real time'}"
+    )
+    print("time      chan   event")
+    try:
+        report = await simulate_call(app.url(), wav, fast=args.fast)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), 20)
+    finally:
+        await app.stop()
+    finals = [e for e in events if e.type == "final"]
+    ended_data: dict[str, Any] = next((dict(e.data) for e in events if e.type == "call_ended"), {})
+    print()
+    print("summary")
+    print(
+        f"  audio sent by the simulated PBX: {report.audio_ms / 1000:.1f} s in {report.frames} frames"
+    )
+    print(f"  events: {len(events)} ({', '.join(_counts(events))})")
+    print(f"  utterances (finals): {len(finals)}")
+    for e in finals:
+        print(
+            f"    {e.data['start_ms'] / 1000:6.2f}-{e.data['end_ms'] / 1000:6.2f} s  {e.data['text']}"
+        )
+    if ended_data:
+        d = ended_data
+        print(
+            f"  accounting: received {d.get('audio_ms_received')} ms,"
+            f" sent {d.get('audio_ms_sent')} ms, sessions {d.get('sessions_opened')},"
+            f" keepalive {d.get('keepalive_ms')} ms, errors {d.get('errors')}"
+        )
+    reference = wav.with_suffix(".txt")
+    if reference.exists():
+        ref = reference.read_text(encoding="utf-8")
+        hyp = " ".join(str(e.data["text"]) for e in finals)
+        wer = word_error_rate(ref, hyp)
+        print(
+            f"  word error rate vs {reference.name}: {wer.wer:.1%} ({wer.substitutions} sub,"
+            f" {wer.deletions} del, {wer.insertions} ins / {wer.reference_words} words)"
+        )
+    return 0 if finals else 1
+
+
+def _counts(events: list[Any]) -> list[str]:
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.type] = counts.get(e.type, 0) + 1
+    return [f"{k} {v}" for k, v in counts.items()]
+
+
+# ---- entry point ----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr-bridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the bridge")
+    p.add_argument("--config", help="TOML config file")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--events-jsonl", help="append every event to this file as JSON lines")
+    p.add_argument("--webhook", help="POST every event as JSON to this URL")
+
+    p = sub.add_parser("simulate", help="play a WAV file as a Twilio call")
+    p.add_argument("--url", required=True, help="ws://HOST:PORT/twilio")
+    p.add_argument("wav")
+    p.add_argument("--fast", action="store_true", help="send as fast as possible")
+    p.add_argument("--gap-at", type=float, help="stop sending media at this second")
+    p.add_argument("--gap", type=float, help="for this many seconds")
+    p.add_argument("--tracks", choices=("inbound", "both"), default="inbound")
+    p.add_argument("--param", action="append", help="custom parameter NAME=VALUE")
+
+    p = sub.add_parser("local-recognizer", help="run the embedded SpeechKit-compatible recognizer")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--api-key", default="", help="require this API key")
+    p.add_argument("--engine", default="pocketsphinx")
+
+    p = sub.add_parser("demo", help="stream the bundled sample call through the bridge")
+    p.add_argument("--fast", action="store_true")
+    p.add_argument("--wav", help="another WAV file to play")
+    p.add_argument("--no-partials", action="store_true")
+
+    p = sub.add_parser("check-config", help="validate a config file and print it (secrets hidden)")
+    p.add_argument("--config")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            settings = _settings(args)
+            configure_logging(settings.logging.level, settings.logging.format)
+            print(json.dumps(_public(settings), indent=2))
+            return 0
+        if args.command == "serve":
+            settings = _settings(args)
+            configure_logging(settings.logging.level, settings.logging.format)
+            return asyncio.run(_serve(settings))
+        if args.command == "demo":
+            configure_logging("warning", "console")
+            return asyncio.run(_demo(args))
+        configure_logging("info", "console")
+        if args.command == "simulate":
+            return asyncio.run(_simulate(args))
+        return asyncio.run(_local_recognizer(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _public(settings: Settings) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(settings)
+    for section in data.values():
+        for key in list(section):
+            secret = any(word in key for word in ("key", "token", "secret"))
+            if secret and section[key] and key != "service_account_key_file":
+                section[key] = "[set]"
+    return data

@@ -1,0 +1,1 @@
+"""PBX websocket protocols ("dialects"), sans-I/O: messages in, model events out."""

@@ -1,0 +1,1 @@
+"""Event sinks: where utterance events go (JSON lines, stdout, webhooks, in-process callbacks)."""

@@ -1,0 +1,201 @@
+"""Frozen dataclasses shared by every layer. Standard library only.
+
+Inbound: what a dialect makes of the PBX's messages (CallStarted, Audio, Dtmf, Mark, Paused,
+Resumed, CallEnded). Outbound: UtteranceEvent, what the sinks receive.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Final
+
+EVENT_SCHEMA: Final = "ivr-bridge.event/1"
+
+
+def _frozen_map(items: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(items or {}))
+
+
+# ---- media as the PBX describes it ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFormat:
+    """Wire format of one track as negotiated with the PBX (before decoding)."""
+
+    encoding: str  # "pcmu" | "pcma" | "l16"
+    sample_rate: int
+    channels: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """One call channel: gets its own recognition session. ``track`` is the PBX's own name."""
+
+    name: str  # "caller" | "agent" | ...
+    track: str  # e.g. Twilio "inbound" / "outbound"
+
+
+# ---- dialect events (PBX -> bridge) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    dialect: str
+    call_id: str  # the platform's call identifier (Twilio callSid)
+    stream_id: str
+    channels: tuple[ChannelInfo, ...]
+    media_format: MediaFormat
+    sample_rate: int  # rate of the PCM16 that Audio events carry
+    metadata: Mapping[str, str] = field(default_factory=_frozen_map)
+    custom_parameters: Mapping[str, str] = field(default_factory=_frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """Decoded audio for one channel: PCM16 little-endian mono at CallStarted.sample_rate."""
+
+    channel: str
+    pcm: bytes
+    timestamp_ms: int | None = None  # the PBX's media timestamp, if it sends one
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    channel: str
+    digit: str
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The PBX echoed a back-channel mark: everything queued before it has played."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    reason: str
+
+
+DialectEvent = CallStarted | Audio | Dtmf | Mark | Paused | Resumed | CallEnded
+
+
+# ---- recognition results (session-relative, as the recognizer reports them) ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hypothesis:
+    text: str
+    start_ms: int
+    end_ms: int
+    words: tuple[Word, ...] = ()
+    confidence: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Cursors:
+    received_data_ms: int = 0
+    partial_time_ms: int = 0
+    final_time_ms: int = 0
+    final_index: int = 0
+    eou_time_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PartialResult:
+    hypothesis: Hypothesis
+    cursors: Cursors
+
+
+@dataclass(frozen=True, slots=True)
+class FinalResult:
+    hypothesis: Hypothesis
+    cursors: Cursors
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfUtterance:
+    time_ms: int
+    cursors: Cursors
+
+
+@dataclass(frozen=True, slots=True)
+class FinalRefinement:
+    final_index: int
+    hypothesis: Hypothesis
+    cursors: Cursors
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    code: str  # "WORKING" | "WARNING" | "CLOSED"
+    message: str
+    cursors: Cursors
+
+
+RecognitionUpdate = PartialResult | FinalResult | EndOfUtterance | FinalRefinement | StatusReport
+
+
+# ---- what the dialog logic receives --------------------------------------------------------
+
+
+def new_event_id() -> str:
+    return "evt_" + uuid.uuid4().hex
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch_seconds, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceEvent:
+    """One event for the dialog logic. ``to_json`` is the documented wire form."""
+
+    type: str
+    call_id: str
+    channel: str | None
+    seq: int
+    call_ms: int
+    wall_time: float
+    data: Mapping[str, Any]
+    id: str = field(default_factory=new_event_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": EVENT_SCHEMA,
+            "id": self.id,
+            "type": self.type,
+            "call_id": self.call_id,
+            "channel": self.channel,
+            "seq": self.seq,
+            "call_ms": self.call_ms,
+            "time": iso_utc(self.wall_time),
+            "data": dict(self.data),
+        }

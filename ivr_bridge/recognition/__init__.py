@@ -1,0 +1,1 @@
+"""Recognition: the SpeechKit clients, credentials, and the sans-I/O session policy."""

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ivr_bridge.recognition.ledger import AudioLedger
+
+
+def pcm(n: int, value: int = 1) -> bytes:
+    return value.to_bytes(2, "little", signed=True) * n
+
+
+def test_append_and_read_audio_in_chunks() -> None:
+    led = AudioLedger(8000, 60)
+    for _ in range(10):
+        led.append_audio(pcm(160))
+    assert led.end == 1600
+    piece = led.read(0, 800, 8000)
+    assert piece is not None and piece.start == 0 and piece.length == 800
+    assert piece.pcm == pcm(800)
+    assert led.read(1600, 800, 8000) is None
+
+
+def test_silence_runs_are_separate_pieces() -> None:
+    led = AudioLedger(8000, 60)
+    led.append_audio(pcm(400))
+    led.append_silence(8000)
+    led.append_audio(pcm(400, 7))
+    first = led.read(0, 800, 8000)
+    assert first is not None and first.length == 400 and not first.is_silence
+    silence = led.read(400, 800, 4000)
+    assert silence is not None and silence.is_silence and silence.length == 4000
+    rest = led.read(4400, 800, 8000)
+    assert rest is not None and rest.is_silence and rest.length == 4000
+    last = led.read(8400, 800, 8000)
+    assert last is not None and last.pcm == pcm(400, 7)
+
+
+def test_odd_trailing_byte_is_ignored() -> None:
+    led = AudioLedger(8000, 60)
+    led.append_audio(b"\x01\x00\x02")
+    led.append_audio(b"")
+    assert led.end == 1
+
+
+def test_sent_first_and_replay_accounting() -> None:
+    led = AudioLedger(8000, 60)
+    led.append_audio(pcm(1600))
+    a = led.read(0, 800, 8000)
+    b = led.read(800, 800, 8000)
+    assert a and b
+    led.note_sent(a)
+    led.note_sent(b)
+    led.note_sent(a)  # a replay after a reconnect
+    st_ = led.stats()
+    assert st_.sent_first_samples == 1600
+    assert st_.replayed_samples == 800
+    assert st_.pending_samples == 0
+
+
+def test_overflow_drops_oldest_unsent_and_counts_it() -> None:
+    led = AudioLedger(1000, 2)  # 2 s = 2000 samples
+    for _ in range(5):
+        led.append_audio(pcm(1000))
+    assert led.base == 3000
+    assert led.dropped == 3000
+    stats = led.stats()
+    assert (
+        stats.received_samples
+        == stats.sent_first_samples + stats.dropped_samples + stats.pending_samples
+    )
+
+
+def test_overflow_after_sending_drops_nothing() -> None:
+    led = AudioLedger(1000, 1)
+    led.append_audio(pcm(1000))
+    p = led.read(0, 1000, 1000)
+    assert p
+    led.note_sent(p)
+    led.append_audio(pcm(500))
+    assert led.base == 500 and led.dropped == 0
+
+
+def test_read_before_base_is_clamped() -> None:
+    led = AudioLedger(1000, 1)
+    led.append_audio(pcm(3000))
+    piece = led.read(0, 100, 100)
+    assert piece is not None and piece.start == 2000
+
+
+def test_abandon_pending_counts_dropped() -> None:
+    led = AudioLedger(8000, 60)
+    led.append_audio(pcm(500))
+    assert led.abandon_pending() == 500
+    assert led.stats().pending_samples == 0 and led.dropped == 500
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError):
+        AudioLedger(0, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["audio", "silence", "send", "abandon"]),
+            st.integers(min_value=1, max_value=3000),
+        ),
+        max_size=60,
+    )
+)
+def test_every_sample_is_accounted_for(ops: list[tuple[str, int]]) -> None:
+    """received = sent first + dropped + pending, whatever happens."""
+    led = AudioLedger(1000, 4)
+    cursor = 0
+    for op, n in ops:
+        if op == "audio":
+            led.append_audio(pcm(n))
+        elif op == "silence":
+            led.append_silence(n)
+        elif op == "send":
+            cursor = max(cursor, led.base)
+            piece = led.read(cursor, n, n)
+            if piece is not None:
+                led.note_sent(piece)
+                cursor = piece.end
+        else:
+            led.abandon_pending()
+            cursor = led.end
+        s = led.stats()
+        assert s.received_samples == s.sent_first_samples + s.dropped_samples + s.pending_samples
+        assert led.end - led.base <= led.capacity

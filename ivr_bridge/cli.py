@@ -125,9 +125,8 @@ async def _demo(args: argparse.Namespace) -> int:
     )
     print(f"ivr-bridge demo: starting the bridge and the embedded recognizer ({wav.name})")
     await app.start()
-    print(
-        f"bridge listening at {app.url()}; playing the call {'fast' if args.fast else 'in real time'}"
-    )
+    pace = "fast" if args.fast else "in real time"
+    print(f"bridge listening at {app.url()}; playing the call {pace}")
     print("time      chan   event")
     try:
         report = await simulate_call(app.url(), wav, fast=args.fast)
@@ -139,15 +138,12 @@ async def _demo(args: argparse.Namespace) -> int:
     ended_data: dict[str, Any] = next((dict(e.data) for e in events if e.type == "call_ended"), {})
     print()
     print("summary")
-    print(
-        f"  audio sent by the simulated PBX: {report.audio_ms / 1000:.1f} s in {report.frames} frames"
-    )
+    print(f"  audio sent by the simulated PBX: {report.audio_ms / 1000:.1f} s")
     print(f"  events: {len(events)} ({', '.join(_counts(events))})")
     print(f"  utterances (finals): {len(finals)}")
     for e in finals:
-        print(
-            f"    {e.data['start_ms'] / 1000:6.2f}-{e.data['end_ms'] / 1000:6.2f} s  {e.data['text']}"
-        )
+        span = f"{e.data['start_ms'] / 1000:6.2f}-{e.data['end_ms'] / 1000:6.2f} s"
+        print(f"    {span}  {e.data['text']}")
     if ended_data:
         d = ended_data
         print(

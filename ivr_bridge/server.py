@@ -188,7 +188,7 @@ class BridgeServer:
         self._draining = True
         log.info("drain_started", active_calls=len(self._calls), timeout_s=timeout_s)
         deadline = self._clock.now() + timeout_s
-        while self._calls and self._clock.now() < deadline:  # noqa: ASYNC110
+        while self._calls and self._clock.now() < deadline:
             await self._clock.sleep(0.1)
         for call in list(self._calls):
             call.request_stop()

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test serve lint typecheck unit proto bench clean
+.PHONY: demo test serve lint typecheck unit policy-coverage proto bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck unit
+# The session policy decides every keepalive, rotation and retry: keep it fully covered.
+policy-coverage: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:randomly tests/recognition/test_policy.py \
+	  --cov=ivr_bridge.recognition.policy --cov-branch --cov-fail-under=100 --cov-report=term-missing
+
+test: lint typecheck policy-coverage unit
 
 # Regenerate the protobuf modules after editing ivr_bridge/_proto/*.proto.
 proto: $(STAMP)

@@ -208,6 +208,11 @@ class RecognitionChannel:
                 start = replay_start(
                     self._policy, self._final_offset, session.sent_until, self.sample_rate
                 )
+                if start > self._final_offset:
+                    # Cut mid-speech: begin the replay between two words, not inside one.
+                    start = self.ledger.quietest_point(
+                        start, radius=self.sample_rate // 2, window=self.sample_rate // 100
+                    )
                 self._retire(session, successor_start=start)
                 continue
             # FAILED: reopen from the last final sample after a backoff.

@@ -157,6 +157,29 @@ class AudioLedger:
             total += min(block.end, end) - max(block.start, start)
         return total
 
+    def quietest_point(self, around: int, radius: int, window: int) -> int:
+        """The start of the quietest ``window`` samples within ``around`` +/- ``radius``.
+
+        Used to start a replayed session between words rather than inside one. Inserted
+        silence counts as perfectly quiet. Falls back to ``around`` when nothing is held.
+        """
+        lo = max(self._base, around - radius)
+        hi = min(self._end - window, around + radius)
+        best, best_energy = around, None
+        pos = lo
+        while pos <= hi:
+            piece = self.read(pos, window, window)
+            if piece is None:
+                break
+            if piece.pcm is None:
+                return pos
+            samples = memoryview(piece.pcm).cast("h")
+            energy = sum(abs(v) for v in samples) if len(samples) == window else None
+            if energy is not None and (best_energy is None or energy < best_energy):
+                best, best_energy = pos, energy
+            pos += max(1, window // 2)
+        return best
+
     # ---- accounting -----------------------------------------------------------------
 
     def note_sent(self, piece: Piece) -> None:

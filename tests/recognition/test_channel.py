@@ -131,8 +131,10 @@ async def test_nonstop_talker_is_rotated_by_force_without_word_loss() -> None:
     rec = FakeRecognizer(max_audio_ms=300_000)
     ch, events = make_channel(rec)
     task = asyncio.create_task(ch.run())
-    ids = list(range(1, 6 * 60 * 4 + 1))  # 6 minutes of 250 ms words, no pause
-    await feed(ch, b"".join(word_pcm(i, 250) for i in ids) + silence_pcm(1000))
+    # 6 minutes of 270 ms words with 20 ms between them: never a pause long enough for an
+    # end of utterance, and word edges that do not line up with any round number.
+    ids = list(range(1, 6 * 60 * 1000 // 290 + 1))
+    await feed(ch, b"".join(word_pcm(i, 270) + silence_pcm(20) for i in ids) + silence_pcm(1000))
     ch.end_input()
     await asyncio.wait_for(task, 60)
     words = " ".join(finals(events)).split()

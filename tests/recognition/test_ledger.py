@@ -132,3 +132,12 @@ def test_every_sample_is_accounted_for(ops: list[tuple[str, int]]) -> None:
         s = led.stats()
         assert s.received_samples == s.sent_first_samples + s.dropped_samples + s.pending_samples
         assert led.end - led.base <= led.capacity
+
+
+def test_quietest_point_finds_the_gap_between_words() -> None:
+    led = AudioLedger(1000, 60)
+    led.append_audio(pcm(500, 3000) + pcm(30, 0) + pcm(500, 3000))
+    assert 495 <= led.quietest_point(450, radius=200, window=10) <= 520
+    led.append_silence(100)
+    assert led.quietest_point(1000, radius=100, window=10) == 1030
+    assert led.quietest_point(5000, radius=10, window=10) == 5000

@@ -1,0 +1,156 @@
+"""A Twilio call end to end: simulator -> websocket -> bridge -> embedded recognizer -> events.
+
+Real sockets on loopback port 0, the real embedded recognizer, no mocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from ivr_bridge.clock import ScaledClock
+from ivr_bridge.model import EVENT_SCHEMA
+from ivr_bridge.recognition.policy import PolicyConfig
+from ivr_bridge.simulate import simulate_call
+from ivr_bridge.wer import word_error_rate
+from tests.integration.conftest import SAMPLE
+
+# Measured on the bundled sample; the README reports it. A regression guard, not a target.
+SAMPLE_WER_LIMIT = 0.45
+
+
+async def test_sample_call_is_transcribed_end_to_end(bridge: Any) -> None:
+    app, got = await bridge()
+    report = await simulate_call(app.url(), SAMPLE, fast=True)
+    await got.wait_ended(1, timeout=60)
+    (call_id,) = got.calls()
+    events = got.of(call_id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "call_started" and events[-1].type == "call_ended"
+    started = events[0].data
+    assert started["dialect"] == "twilio"
+    assert started["metadata"]["call_sid"].startswith("CA")
+    assert [c["name"] for c in started["channels"]] == ["caller"]
+    finals = got.of(call_id, "final")
+    assert len(finals) >= 3
+    for f in finals:
+        words = f.data["words"]
+        assert words and f.data["start_ms"] <= f.data["end_ms"]
+        assert [w["start_ms"] for w in words] == sorted(w["start_ms"] for w in words)
+    kinds = [e.type for e in events]
+    assert kinds.count("speech_started") == kinds.count("eou") >= 3
+    ended = events[-1].data
+    assert ended["reason"] == "stop"
+    assert ended["sessions_opened"] == 1 and ended["errors"] == 0
+    assert abs(ended["audio_ms_received"] - report.audio_ms) <= 20
+    assert ended["audio_ms_sent"] == ended["audio_ms_received"]
+    reference = SAMPLE.with_suffix(".txt").read_text()
+    hypothesis = " ".join(f.data["text"] for f in finals)
+    wer = word_error_rate(reference, hypothesis)
+    print(f"embedded engine WER on the sample: {wer.wer:.3f} ({wer})")
+    assert wer.wer <= SAMPLE_WER_LIMIT
+    for e in events:
+        j = e.to_json()
+        assert j["schema"] == EVENT_SCHEMA and j["call_id"] == call_id
+        json.dumps(j)
+
+
+async def test_sixty_second_gap_is_bridged_by_keepalive(bridge: Any) -> None:
+    clock = ScaledClock(speed=10)
+    policy = PolicyConfig(stall_timeout_s=120)  # the engine may lag behind 10x time
+    app, got = await bridge(clock=clock, policy=policy)
+    await simulate_call(app.url(), SAMPLE, clock=clock, gap_at_s=7.0, gap_s=60.0)
+    await got.wait_ended(1, timeout=90)
+    (call_id,) = got.calls()
+    ended = got.of(call_id, "call_ended")[0].data
+    assert ended["sessions_opened"] == 1
+    assert ended["errors"] == 0
+    assert ended["keepalive_ms"] >= 55_000
+    finals = got.of(call_id, "final")
+    assert any(f.data["start_ms"] > 60_000 for f in finals), "speech after the gap recognized"
+    assert app.embedded is not None
+
+
+async def test_without_keepalive_the_recognizer_ends_the_session(bridge: Any) -> None:
+    clock = ScaledClock(speed=10)
+    policy = PolicyConfig(keepalive=False, stall_timeout_s=120, backoff_initial_s=0.1)
+    app, got = await bridge(clock=clock, policy=policy)
+    await simulate_call(app.url(), SAMPLE, clock=clock, gap_at_s=7.0, gap_s=20.0)
+    await got.wait_ended(1, timeout=90)
+    (call_id,) = got.calls()
+    degraded = got.of(call_id, "recognition_degraded")
+    assert degraded and degraded[0].data["status"] == "DEADLINE_EXCEEDED"
+    ended = got.of(call_id, "call_ended")[0].data
+    assert ended["sessions_opened"] >= 2
+    assert ended["keepalive_ms"] == 0
+
+
+async def test_both_tracks_get_a_session_each(bridge: Any) -> None:
+    app, got = await bridge()
+    await simulate_call(app.url(), SAMPLE, fast=True, tracks="both")
+    await got.wait_ended(1, timeout=60)
+    (call_id,) = got.calls()
+    started = got.of(call_id, "call_started")[0].data
+    assert [c["name"] for c in started["channels"]] == ["caller", "agent"]
+    ended = got.of(call_id, "call_ended")[0].data
+    assert ended["sessions_opened"] == 2
+    assert set(ended["channels"]) == {"caller", "agent"}
+    assert any(e.channel == "caller" for e in got.of(call_id, "final"))
+
+
+async def test_malformed_call_is_closed_and_others_continue(bridge: Any) -> None:
+    app, got = await bridge()
+    good = asyncio.create_task(simulate_call(app.url(), SAMPLE, fast=True))
+    async with connect(app.url(), compression=None) as ws:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send("{not json")
+        with pytest.raises(ConnectionClosed) as info:
+            for _ in range(10):
+                await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1007
+    await good
+    await got.wait_ended(1, timeout=60)
+    ended = [e for e in got.events if e.type == "call_ended"]
+    assert len(ended) == 1 and ended[0].data["reason"] == "stop"
+    assert got.of(ended[0].call_id, "final")
+
+
+async def test_health_and_unknown_paths(bridge: Any) -> None:
+    app, _ = await bridge()
+    base = f"http://127.0.0.1:{app.port}"
+
+    def get(path: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as resp:  # noqa: S310
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    status, body = await asyncio.to_thread(get, "/healthz")
+    assert status == 200 and body["status"] == "ok" and body["recognizer"] == "embedded"
+    status, _ = await asyncio.to_thread(get, "/nope")
+    assert status == 404
+
+
+async def test_events_jsonl_file(bridge: Any, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tests.integration.conftest import local_settings
+
+    settings = local_settings()
+    out = tmp_path / "events.jsonl"
+    settings = replace(settings, events=replace(settings.events, jsonl=str(out)))
+    app, got = await bridge(settings=settings)
+    await simulate_call(app.url(), SAMPLE, fast=True)
+    await got.wait_ended(1, timeout=60)
+    await app.stop()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["type"] == "call_started" and lines[-1]["type"] == "call_ended"
+    assert len(lines) == len(got.events)

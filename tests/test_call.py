@@ -1,0 +1,176 @@
+"""call.py without sockets: scripted Twilio frames in, events out, via the word fake."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ivr_bridge.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
+from ivr_bridge.call import Call, CallOptions
+from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.events.bus import EventBus
+from ivr_bridge.events.console import CallbackSink
+from ivr_bridge.model import UtteranceEvent
+from ivr_bridge.recognition.base import SessionConfig
+from tests.fakes import FakeRecognizer, silence_pcm
+from tests.fakes import word_pcm as _word_pcm
+
+
+def word_pcm(word_id: int, ms: int) -> bytes:
+    """Word ids scaled to values that survive the G.711 round trip unchanged (id 5 -> 5000)."""
+    return _word_pcm(ULAW_EXACT[word_id], ms)
+
+
+def _ulaw_level(value: int) -> int:
+    pcm = ulaw_to_pcm16(pcm16_to_ulaw(value.to_bytes(2, "little", signed=True)))
+    return int.from_bytes(pcm, "little", signed=True)
+
+
+# mu-law decodes to a fixed set of levels: map ids to levels that survive the round trip.
+ULAW_EXACT = {i: _ulaw_level(i * 1000) for i in range(1, 10)}
+
+
+def w(word_id: int) -> str:
+    return f"w{ULAW_EXACT[word_id]}"
+
+
+class ScriptedStream:
+    """The PBX side of a websocket: messages to deliver, replies and close recorded."""
+
+    def __init__(self, messages: list[str | bytes], hold_open: bool = False) -> None:
+        self._messages = list(messages)
+        self._hold_open = hold_open
+        self.sent: list[str | bytes] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def recv(self) -> str | bytes | None:
+        await asyncio.sleep(0)
+        if self._messages:
+            return self._messages.pop(0)
+        if self._hold_open:
+            await asyncio.sleep(3600)
+        return None
+
+    async def send(self, message: str | bytes) -> None:
+        self.sent.append(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def run_call(
+    messages: list[str | bytes], rec: FakeRecognizer | None = None, **options: Any
+) -> tuple[list[UtteranceEvent], ScriptedStream, Call]:
+    events: list[UtteranceEvent] = []
+    bus = EventBus()
+    bus.add_sink(CallbackSink(events.append))
+    stream = ScriptedStream(messages, hold_open=options.pop("hold_open", False))
+    call = Call(
+        call_id="call_test",
+        dialect=TwilioDialect(),
+        stream=stream,
+        recognizer=rec or FakeRecognizer(),
+        options=CallOptions(session=SessionConfig(sample_rate=8000), **options),
+        bus=bus,
+    )
+    await asyncio.wait_for(call.run(), 20)
+    await bus.aclose()
+    return events, stream, call
+
+
+def twilio_call(
+    pcm: bytes, tracks: tuple[str, ...] = ("inbound",), dtmf_at: int = -1
+) -> list[str | bytes]:
+    enc = TwilioStreamEncoder(tracks=tracks, custom_parameters={"From": "+15550100"})
+    frames: list[str | bytes] = [enc.connected(), enc.start()]
+    per_track = [enc.media_frames(pcm16_to_ulaw(pcm), track=t) for t in tracks]
+    media = [frame for group in zip(*per_track, strict=True) for frame in group]
+    for i, frame in enumerate(media):
+        frames.append(frame)
+        if i == dtmf_at:
+            frames.append(enc.dtmf("7"))
+    frames.append(enc.stop())
+    return frames
+
+
+async def test_call_events_in_order_with_accounting() -> None:
+    pcm = silence_pcm(300) + word_pcm(5, 300) + word_pcm(6, 300) + silence_pcm(1000)
+    events, stream, call = await run_call(twilio_call(pcm, dtmf_at=10))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "call_started" and kinds[-1] == "call_ended"
+    assert "dtmf" in kinds and kinds.count("final") == 1
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    started = events[0].data
+    assert started["custom_parameters"] == {"From": "+15550100"}
+    final = next(e for e in events if e.type == "final")
+    assert final.data["text"] == f"{w(5)} {w(6)}" and final.data["start_ms"] == 300
+    dtmf = next(e for e in events if e.type == "dtmf")
+    assert dtmf.data["digit"] == "7" and dtmf.channel == "caller"
+    ended = events[-1].data
+    assert ended["reason"] == "stop"
+    assert ended["audio_ms_received"] == 1900 == ended["audio_ms_sent"]
+    assert ended["sessions_opened"] == 1
+    assert stream.closed == (1000, "call ended")
+    assert call.end_reason == "stop"
+
+
+async def test_protocol_error_closes_with_code_and_still_accounts() -> None:
+    frames = twilio_call(word_pcm(3, 200))[:5] + ["{broken"]
+    events, stream, call = await run_call(frames)
+    assert stream.closed is not None and stream.closed[0] == 1007
+    assert "{broken" not in stream.closed[1]
+    assert events[-1].type == "call_ended" and events[-1].data["reason"] == "protocol_error"
+
+
+async def test_binary_frame_is_refused() -> None:
+    enc = TwilioStreamEncoder()
+    events, stream, _ = await run_call([enc.connected(), enc.start(), b"\x00\x01"])
+    assert stream.closed is not None and stream.closed[0] == 1003
+
+
+async def test_hangup_without_stop_and_before_start() -> None:
+    frames = twilio_call(word_pcm(3, 300) + silence_pcm(600))[:-1]
+    events, stream, call = await run_call(frames)
+    assert events[-1].data["reason"] == "hangup" and stream.closed is None
+    assert [e.data["text"] for e in events if e.type == "final"] == [w(3)]
+    events, _, _ = await run_call([TwilioStreamEncoder().connected()])
+    assert events == []
+
+
+async def test_both_tracks_are_separate_channels() -> None:
+    rec = FakeRecognizer()
+    frames = twilio_call(word_pcm(2, 300) + silence_pcm(600), tracks=("inbound", "outbound"))
+    events, _, _ = await run_call(frames, rec)
+    assert rec.opened == 2
+    assert {e.channel for e in events if e.type == "final"} == {"caller", "agent"}
+
+
+async def test_media_inactivity_timeout_ends_the_call() -> None:
+    enc = TwilioStreamEncoder()
+    frames: list[str | bytes] = [enc.connected(), enc.start()]
+    events, stream, _ = await run_call(frames, hold_open=True, media_inactivity_timeout_s=0.2)
+    assert events[-1].data["reason"] == "media_timeout"
+    assert stream.closed == (1000, "no media")
+
+
+async def test_request_stop_ends_a_live_call_politely() -> None:
+    events: list[UtteranceEvent] = []
+    bus = EventBus()
+    bus.add_sink(CallbackSink(events.append))
+    enc = TwilioStreamEncoder()
+    stream = ScriptedStream([enc.connected(), enc.start()], hold_open=True)
+    call = Call(
+        call_id="c",
+        dialect=TwilioDialect(),
+        stream=stream,
+        recognizer=FakeRecognizer(),
+        options=CallOptions(session=SessionConfig(sample_rate=8000)),
+        bus=bus,
+    )
+    task = asyncio.create_task(call.run())
+    await asyncio.sleep(0.05)
+    call.request_stop()
+    await asyncio.wait_for(task, 5)
+    await bus.aclose()
+    assert stream.closed == (1001, "bridge shutting down")
+    assert events[-1].data["reason"] == "shutdown"

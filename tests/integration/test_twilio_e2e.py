@@ -128,7 +128,7 @@ async def test_health_and_unknown_paths(bridge: Any) -> None:
 
     def get(path: str) -> tuple[int, dict[str, Any]]:
         try:
-            with urllib.request.urlopen(base + path, timeout=5) as resp:  # noqa: S310
+            with urllib.request.urlopen(base + path, timeout=5) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())

@@ -19,7 +19,11 @@ from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
 from ivr_bridge.local.server import LocalLimits, LocalRecognizer, LocalRecognizerConfig
 from ivr_bridge.recognition.base import SessionConfig
-from ivr_bridge.recognition.credentials import ApiKeyCredentials, credentials_from_settings
+from ivr_bridge.recognition.credentials import (
+    ApiKeyCredentials,
+    Credentials,
+    credentials_from_settings,
+)
 from ivr_bridge.recognition.policy import PolicyConfig
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
 from ivr_bridge.server import BridgeServer
@@ -103,6 +107,7 @@ class BridgeApp:
         self.recognizer: SpeechKitV3Recognizer | None = None
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
+        self._credentials: Credentials | None = None
 
     @property
     def port(self) -> int:
@@ -120,7 +125,7 @@ class BridgeApp:
         s = self.settings
         choice = choose_recognizer(s)
         endpoint = choice.endpoint
-        credentials = None
+        credentials: Credentials | None = None
         if choice.embedded:
             self.embedded = LocalRecognizer(
                 LocalRecognizerConfig(
@@ -157,6 +162,7 @@ class BridgeApp:
                 tls=choice.tls,
                 credentials=credentials.describe() if credentials else "none",
             )
+        self._credentials = credentials
         self.recognizer = SpeechKitV3Recognizer(
             endpoint, tls=choice.tls, credentials=credentials, folder_id=s.speechkit.folder_id
         )
@@ -202,6 +208,9 @@ class BridgeApp:
         if self.recognizer is not None:
             await self.recognizer.close()
             self.recognizer = None
+        if self._credentials is not None:
+            await self._credentials.aclose()
+            self._credentials = None
         if self.embedded is not None:
             await self.embedded.stop()
             self.embedded = None

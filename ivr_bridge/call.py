@@ -285,7 +285,9 @@ class Call:
         def total(key: str) -> int:
             return sum(int(acc[key]) for acc in channels.values())
 
-        duration_ms = self._elapsed_ms()
+        # Fast senders (tests, replays) can outrun the wall clock: the timeline is the longer.
+        timelines = [ch.ledger.ms(ch.ledger.end) for ch in self._channels.values()]
+        duration_ms = max([self._elapsed_ms(), *timelines])
         self._emit(
             "call_ended",
             None,

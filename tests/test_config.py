@@ -56,7 +56,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("[speechkit]\neou_sensitivity = 'LOW'\n", "speechkit.eou_sensitivity"),
         ("[speechkit]\napi_key = 'a'\niam_token = 'b'\n", "speechkit.iam_token"),
         ("[speechkit]\nlanguages = []\n", "speechkit.languages"),
-        ("[speechkit]\nlanguages = 'x'\n", "speechkit.languages"),
+        ("[speechkit]\nlanguages = 3\n", "speechkit.languages"),
         ("[speechkit]\ntls = 'maybe'\n", "speechkit.tls"),
         ("[speechkit]\nchunk_ms = 5\n", "speechkit.chunk_ms"),
         ("[session]\nkeepalive_interval_ms = 5000\n", "session.keepalive_interval_ms"),

@@ -196,7 +196,7 @@ class SpeechKitV3Recognizer:
             self._channel = grpc.aio.secure_channel(endpoint, creds, options=CHANNEL_OPTIONS)
         else:
             self._channel = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
-        self._stub = pb_grpc.RecognizerStub(self._channel)
+        self._stub = pb_grpc.RecognizerStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def refresh_credentials(self) -> bool:
         if self._credentials is None:

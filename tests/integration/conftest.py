@@ -46,7 +46,10 @@ class Collector:
 
 
 def local_settings(engine: str = "pocketsphinx", **session: Any) -> Settings:
+    """Loopback settings. Calls sent faster than real time need a long final drain."""
     from ivr_bridge.config import SessionSettings
+
+    session.setdefault("drain_timeout_s", 60.0)
 
     return Settings(
         server=ServerSettings(port=0),

@@ -1,0 +1,299 @@
+"""Play audio into a bridge as a Twilio call: the PBX side, for demos, tests and load.
+
+Frames go out on an absolute schedule (frame ``i`` is due at ``start + i * 20 ms`` on the
+injected clock), so pacing never drifts however long the call; ``fast`` drops the pacing but
+still yields to the event loop. A gap stops media for a while without losing audio and moves
+the media timestamps on, which is what the bridge sees when Twilio goes quiet or a call is on
+hold. Wire framing comes from :class:`~ivr_bridge.dialects.twilio.TwilioStreamEncoder`, so the
+simulator and the dialect's tests agree on what Twilio sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from ivr_bridge.audio.codecs import ULAW_SILENCE, pcm16_to_ulaw, samples_for_ms, silence
+from ivr_bridge.audio.wav import read_wav
+from ivr_bridge.clock import SYSTEM_CLOCK, Clock
+from ivr_bridge.dialects.twilio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, TwilioStreamEncoder
+
+_TRACK_SETS = {"inbound": ("inbound",), "both": ("inbound", "outbound")}
+_OUTBOUND_SILENCE = pcm16_to_ulaw(silence(FRAME_BYTES))
+
+
+@dataclass
+class SimulationReport:
+    """What the simulated PBX sent and how the bridge ended the call."""
+
+    url: str
+    call_sid: str
+    stream_sid: str
+    tracks: tuple[str, ...]
+    fast: bool
+    frames_sent: int = 0  # inbound media frames
+    outbound_frames_sent: int = 0
+    audio_ms: int = 0  # inbound audio sent, including trailing silence
+    bytes_sent: int = 0  # mu-law payload bytes, all tracks
+    messages_sent: int = 0  # every text frame, connected and stop included
+    dtmf_sent: int = 0
+    gap_ms: int = 0
+    elapsed_s: float = 0.0  # on the simulation clock (scaled time under ScaledClock)
+    wall_s: float = 0.0  # real seconds
+    max_lag_ms: float = 0.0  # worst lateness behind the pacing schedule, clock time
+    stop_sent: bool = False
+    close_code: int | None = None  # as received from the bridge; 1006 if none arrived
+    close_reason: str = ""
+    closed_by_server: bool = False
+    received: list[str] = field(default_factory=list)  # text frames from the bridge
+    binary_received: int = 0
+
+    @property
+    def text_frames_received(self) -> int:
+        return len(self.received)
+
+    def format_report(self) -> str:
+        """A few lines for people: what was sent, how it was paced, how it ended."""
+        pacing = (
+            "as fast as possible" if self.fast else f"real time, max lag {self.max_lag_ms:.1f} ms"
+        )
+        closer = "bridge" if self.closed_by_server else "simulator"
+        lines = [
+            f"simulated Twilio call {self.call_sid} -> {self.url}",
+            f"  stream {self.stream_sid}, tracks: {', '.join(self.tracks)}",
+            f"  media: {self.frames_sent} frames, {self.audio_ms / 1000:.2f} s of audio,"
+            f" {self.bytes_sent} bytes ({self.outbound_frames_sent} outbound frames)",
+            f"  messages sent: {self.messages_sent} (dtmf: {self.dtmf_sent},"
+            f" stop: {'yes' if self.stop_sent else 'no'})",
+            f"  gap: {self.gap_ms / 1000:.2f} s; pacing: {pacing}",
+            f"  took {self.elapsed_s:.2f} s on the clock ({self.wall_s:.2f} s real)",
+            f"  closed by the {closer}: {self.close_code} {self.close_reason!r}".rstrip(),
+            f"  received from the bridge: {self.text_frames_received} text frames,"
+            f" {self.binary_received} binary",
+        ]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    at_s: float  # media time: seconds of audio before this step, gaps excluded
+    order: int  # tie-break at the same instant: gap, then dtmf, then media
+    kind: str  # "gap" | "dtmf" | "media"
+    track: str = ""
+    payload: bytes = b""
+    digit: str = ""
+
+
+def _plan(
+    mulaw: bytes,
+    tracks: tuple[str, ...],
+    dtmf: Sequence[tuple[float, str]],
+    gap_at_s: float | None,
+    gap_s: float,
+) -> tuple[Iterator[_Step], float]:
+    """The call as steps in media time, generated lazily (an hour of audio is 180k frames)."""
+    frames = -(-len(mulaw) // FRAME_BYTES)
+    end_s = frames * FRAME_MS / 1000
+    specials = [_Step(min(max(at, 0.0), end_s), 1, "dtmf", digit=d) for at, d in dtmf]
+    if gap_at_s is not None and gap_s > 0:
+        specials.append(_Step(min(max(gap_at_s, 0.0), end_s), 0, "gap"))
+    specials.sort(key=lambda s: (s.at_s, s.order))
+
+    def steps() -> Iterator[_Step]:
+        pending = iter(specials)
+        special = next(pending, None)
+        for i in range(frames):
+            at = i * FRAME_MS / 1000
+            while special is not None and special.at_s <= at:
+                yield special
+                special = next(pending, None)
+            frame = mulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]
+            frame += bytes([ULAW_SILENCE]) * (FRAME_BYTES - len(frame))  # Twilio: always 20 ms
+            yield _Step(at, 2, "media", "inbound", frame)
+            if "outbound" in tracks:
+                yield _Step(at, 3, "media", "outbound", _OUTBOUND_SILENCE)
+        while special is not None:
+            yield special
+            special = next(pending, None)
+
+    return steps(), end_s
+
+
+async def simulate_pcm(
+    url: str,
+    pcm: bytes,
+    *,
+    fast: bool = False,
+    gap_at_s: float | None = None,
+    gap_s: float = 0.0,
+    clock: Clock = SYSTEM_CLOCK,
+    custom_parameters: Mapping[str, str] | None = None,
+    tracks: str = "inbound",
+    dtmf: Sequence[tuple[float, str]] = (),
+    trailing_silence_s: float = 1.0,
+    close_timeout_s: float = 30.0,
+    open_timeout_s: float = 10.0,
+    encoder: TwilioStreamEncoder | None = None,
+) -> SimulationReport:
+    """Send PCM16 mono 8 kHz audio as one Twilio Media Streams call and wait for the close.
+
+    ``dtmf`` holds (media seconds, digit) pairs. ``gap_at_s``/``gap_s`` pause media at that
+    point of the audio for that long (on the clock, also when ``fast``: a gap is about time).
+    ``trailing_silence_s`` of silence follows the audio so the recognizer can finish the last
+    utterance, as a real caller's line would stay open.
+    """
+    if tracks not in _TRACK_SETS:
+        raise ValueError("tracks must be 'inbound' or 'both'")
+    if gap_s < 0 or trailing_silence_s < 0:
+        raise ValueError("durations must not be negative")
+    track_set = _TRACK_SETS[tracks]
+    if encoder is None:
+        encoder = TwilioStreamEncoder(tracks=track_set, custom_parameters=custom_parameters)
+    elif encoder.tracks != track_set:
+        raise ValueError("the encoder's tracks differ from tracks")
+    trailing = silence(samples_for_ms(trailing_silence_s * 1000, SAMPLE_RATE))
+    steps, end_s = _plan(pcm16_to_ulaw(pcm + trailing), track_set, dtmf, gap_at_s, gap_s)
+    report = SimulationReport(
+        url=url,
+        call_sid=encoder.call_sid,
+        stream_sid=encoder.stream_sid,
+        tracks=track_set,
+        fast=fast,
+    )
+    wall0, clock0 = time.perf_counter(), clock.now()
+    async with connect(url, compression=None, open_timeout=open_timeout_s) as ws:
+        reader = asyncio.create_task(_read(ws, report))
+        try:
+            await _send_all(
+                ws, encoder, steps, end_s=end_s, report=report, clock=clock, fast=fast, gap_s=gap_s
+            )
+            await _await_close(ws, reader, clock, close_timeout_s)
+        finally:
+            if not reader.done():
+                reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        close = ws.protocol.close_rcvd
+        report.close_code = close.code if close is not None else 1006
+        report.close_reason = close.reason if close is not None else ""
+        report.closed_by_server = bool(ws.protocol.close_rcvd_then_sent)
+    report.elapsed_s = clock.now() - clock0
+    report.wall_s = time.perf_counter() - wall0
+    return report
+
+
+async def simulate_call(
+    url: str,
+    wav_path: str | Path,
+    *,
+    fast: bool = False,
+    gap_at_s: float | None = None,
+    gap_s: float = 0.0,
+    clock: Clock = SYSTEM_CLOCK,
+    custom_parameters: Mapping[str, str] | None = None,
+    tracks: str = "inbound",
+    dtmf: Sequence[tuple[float, str]] = (),
+    trailing_silence_s: float = 1.0,
+    close_timeout_s: float = 30.0,
+) -> SimulationReport:
+    """Play any WAV file (converted to 8 kHz mono) as a Twilio call; see :func:`simulate_pcm`."""
+    pcm = await asyncio.to_thread(read_wav, wav_path, SAMPLE_RATE)
+    return await simulate_pcm(
+        url,
+        pcm,
+        fast=fast,
+        gap_at_s=gap_at_s,
+        gap_s=gap_s,
+        clock=clock,
+        custom_parameters=custom_parameters,
+        tracks=tracks,
+        dtmf=dtmf,
+        trailing_silence_s=trailing_silence_s,
+        close_timeout_s=close_timeout_s,
+    )
+
+
+async def _send_all(
+    ws: ClientConnection,
+    encoder: TwilioStreamEncoder,
+    steps: Iterator[_Step],
+    *,
+    end_s: float,
+    report: SimulationReport,
+    clock: Clock,
+    fast: bool,
+    gap_s: float,
+) -> None:
+    """Send the call; a bridge that closes early just ends it (the report says how)."""
+
+    async def send(text: str) -> None:
+        await ws.send(text)
+        report.messages_sent += 1
+
+    async def wait_until(media_s: float) -> None:
+        if fast:
+            await asyncio.sleep(0)  # let the bridge (often in this loop) keep up
+            return
+        delay = t0 + media_s + paused_s - clock.now()
+        if delay > 0:
+            await clock.sleep(delay)
+        else:
+            report.max_lag_ms = max(report.max_lag_ms, -delay * 1000)
+
+    try:
+        await send(encoder.connected())
+        await send(encoder.start())
+        t0, paused_s = clock.now(), 0.0
+        for step in steps:
+            await wait_until(step.at_s)
+            if step.kind == "gap":
+                await clock.sleep(gap_s)
+                paused_s += gap_s
+                encoder.skip(gap_s * 1000)
+                report.gap_ms += round(gap_s * 1000)
+            elif step.kind == "dtmf":
+                await send(encoder.dtmf(step.digit))
+                report.dtmf_sent += 1
+            else:
+                await send(encoder.media(step.payload, track=step.track))
+                report.bytes_sent += len(step.payload)
+                if step.track == "inbound":
+                    report.frames_sent += 1
+                    report.audio_ms += FRAME_MS
+                else:
+                    report.outbound_frames_sent += 1
+        await wait_until(end_s)
+        await send(encoder.stop())
+        report.stop_sent = True
+    except ConnectionClosed:
+        return
+
+
+async def _read(ws: ClientConnection, report: SimulationReport) -> None:
+    """Collect what the bridge sends (back-channel media, marks, clears) until it closes."""
+    try:
+        async for message in ws:
+            if isinstance(message, str):
+                report.received.append(message)
+            else:
+                report.binary_received += 1
+    except ConnectionClosed:
+        return
+
+
+async def _await_close(
+    ws: ClientConnection, reader: asyncio.Task[None], clock: Clock, timeout_s: float
+) -> None:
+    """Twilio waits for the bridge to close after ``stop``; so do we, within a bound."""
+    timer = asyncio.ensure_future(clock.sleep(timeout_s))
+    try:
+        await asyncio.wait({reader, timer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+    if not reader.done():
+        await ws.close(1000, "simulation done")

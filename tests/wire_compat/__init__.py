@@ -1,0 +1,1 @@
+"""Helpers for tests/test_wire_compat.py; the official_* scripts run in subprocesses."""

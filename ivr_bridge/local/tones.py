@@ -10,6 +10,7 @@ with many sessions at many times real time, and survives G.711 round trips.
 
 from __future__ import annotations
 
+import functools
 import math
 from array import array
 from collections.abc import Iterable, Sequence
@@ -38,16 +39,19 @@ def word_tone(word: str) -> tuple[int, int]:
     return FREQUENCIES_HZ[index % len(FREQUENCIES_HZ)], DURATIONS_MS[index // len(FREQUENCIES_HZ)]
 
 
+@functools.lru_cache(maxsize=256)
+def _tone(word: str, rate: int) -> bytes:
+    freq, dur = word_tone(word)
+    step = 2 * math.pi * freq / rate
+    return array(
+        "h", (int(AMPLITUDE * math.sin(step * i)) for i in range(rate * dur // 1000))
+    ).tobytes()
+
+
 def synthesize_words(words: Iterable[str], rate: int = 8000, gap_ms: int = WORD_GAP_MS) -> bytes:
     """PCM16 for the words, each followed by ``gap_ms`` of silence."""
-    out = array("h")
-    for word in words:
-        freq, dur = word_tone(word)
-        n = rate * dur // 1000
-        step = 2 * math.pi * freq / rate
-        out.extend(int(AMPLITUDE * math.sin(step * i)) for i in range(n))
-        out.extend([0] * (rate * gap_ms // 1000))
-    return out.tobytes()
+    gap = bytes(2 * (rate * gap_ms // 1000))
+    return b"".join(_tone(word, rate) + gap for word in words)
 
 
 def synthesize_script(

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ivr_bridge.local.server import LocalLimits
 
 from ivr_bridge.app import BridgeApp
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.config import EmbeddedSettings, ServerSettings, Settings, SpeechKitSettings
 from ivr_bridge.events.console import CallbackSink
+from ivr_bridge.local.server import LocalLimits
 from ivr_bridge.model import UtteranceEvent
 from ivr_bridge.recognition.policy import PolicyConfig
 

@@ -1,0 +1,92 @@
+"""Every word exactly once, across rotations, holds and outages: real gRPC, exact transcripts.
+
+The embedded recognizer runs its "tones" engine, whose synthetic vocabulary is recognized
+exactly, so these tests can compare the events with the script word for word.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
+from ivr_bridge.clock import ScaledClock
+from ivr_bridge.local.tones import VOCABULARY, synthesize_script, synthesize_words
+from ivr_bridge.recognition.policy import PolicyConfig
+from ivr_bridge.simulate import simulate_pcm
+
+PAUSE_MS = 1200
+
+
+def script(n: int, words: int = 3, offset: int = 0) -> list[list[str]]:
+    return [
+        [VOCABULARY[(offset + i * 5 + j * 11) % len(VOCABULARY)] for j in range(words)]
+        for i in range(n)
+    ]
+
+
+def finals_text(got: Any, call_id: str) -> list[str]:
+    return [str(e.data["text"]) for e in got.of(call_id, "final")]
+
+
+def accounting_holds(ended: dict[str, Any]) -> None:
+    for acc in ended["channels"].values():
+        assert acc["samples_received"] == acc["samples_sent_first"] + acc["samples_dropped"]
+
+
+async def test_thirty_minute_call_rotates_without_losing_or_repeating(bridge: Any) -> None:
+    # About 1.85 s per utterance: 980 of them make a call of just over 30 minutes.
+    utterances = script(980)
+    pcm = synthesize_script(utterances, pause_ms=PAUSE_MS)
+    assert len(pcm) >= 30 * 60 * 16000
+    app, got = await bridge(engine="tones")
+    await simulate_pcm(app.url(), pcm, fast=True, close_timeout_s=120)
+    await got.wait_ended(1, timeout=120)
+    (call_id,) = got.calls()
+    ended = got.of(call_id, "call_ended")[0].data
+    assert finals_text(got, call_id) == [" ".join(u) for u in utterances]
+    caller = ended["channels"]["caller"]
+    assert caller["rotations"] >= 5
+    assert ended["errors"] == 0  # never an OUT_OF_RANGE from the recognizer
+    assert app.embedded is not None and "OUT_OF_RANGE" not in app.embedded.stats.ended
+    # Call-relative times continue across sessions: each utterance starts where the script says.
+    starts = [e.data["start_ms"] for e in got.of(call_id, "final")]
+    expected = []
+    t = 0
+    for u in utterances:
+        expected.append(t)
+        t += len(synthesize_words(u)) // 16 + PAUSE_MS
+    assert all(abs(a - b) <= 10 for a, b in zip(starts, expected, strict=True))
+    accounting_holds(ended)
+
+
+async def test_caller_who_never_pauses_is_rotated_by_force(bridge: Any) -> None:
+    # Six minutes of words 60 ms apart: never a pause long enough to end an utterance.
+    words = [VOCABULARY[(i * 7) % len(VOCABULARY)] for i in range(1700)]
+    pcm = synthesize_words(words, gap_ms=60)
+    assert len(pcm) >= 6 * 60 * 16000
+    app, got = await bridge(engine="tones")
+    await simulate_pcm(app.url(), pcm, fast=True, close_timeout_s=120)
+    await got.wait_ended(1, timeout=120)
+    (call_id,) = got.calls()
+    heard = " ".join(finals_text(got, call_id)).split()
+    assert heard == words
+    ended = got.of(call_id, "call_ended")[0].data
+    assert ended["channels"]["caller"]["rotations"] >= 1
+    assert ended["errors"] == 0
+
+
+async def test_two_minute_hold_without_media_keeps_one_session(bridge: Any) -> None:
+    clock = ScaledClock(speed=40)
+    app, got = await bridge(engine="tones", clock=clock, policy=PolicyConfig(stall_timeout_s=60))
+    before, after = script(2), script(2, offset=3)
+    pcm = synthesize_script(before + after, pause_ms=PAUSE_MS)
+    split = len(synthesize_script(before, pause_ms=PAUSE_MS)) / 16000
+    await simulate_pcm(app.url(), pcm, clock=clock, gap_at_s=split, gap_s=120)
+    await got.wait_ended(1, timeout=60)
+    (call_id,) = got.calls()
+    ended = got.of(call_id, "call_ended")[0].data
+    assert ended["sessions_opened"] == 1 and ended["errors"] == 0
+    assert ended["keepalive_ms"] >= 115_000
+    assert finals_text(got, call_id) == [" ".join(u) for u in before + after]
+    resumed = got.of(call_id, "final")[2].data["start_ms"]
+    assert resumed >= split * 1000 + 118_000

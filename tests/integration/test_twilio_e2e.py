@@ -66,7 +66,7 @@ async def test_sixty_second_gap_is_bridged_by_keepalive(bridge: Any) -> None:
     clock = ScaledClock(speed=10)
     policy = PolicyConfig(stall_timeout_s=120)  # the engine may lag behind 10x time
     app, got = await bridge(clock=clock, policy=policy)
-    await simulate_call(app.url(), SAMPLE, clock=clock, gap_at_s=7.0, gap_s=60.0)
+    await simulate_call(app.url(), SAMPLE, clock=clock, gap_at_s=8.2, gap_s=60.0)
     await got.wait_ended(1, timeout=90)
     (call_id,) = got.calls()
     ended = got.of(call_id, "call_ended")[0].data
@@ -82,7 +82,7 @@ async def test_without_keepalive_the_recognizer_ends_the_session(bridge: Any) ->
     clock = ScaledClock(speed=10)
     policy = PolicyConfig(keepalive=False, stall_timeout_s=120, backoff_initial_s=0.1)
     app, got = await bridge(clock=clock, policy=policy)
-    await simulate_call(app.url(), SAMPLE, clock=clock, gap_at_s=7.0, gap_s=20.0)
+    await simulate_call(app.url(), SAMPLE, clock=clock, gap_at_s=8.2, gap_s=20.0)
     await got.wait_ended(1, timeout=90)
     (call_id,) = got.calls()
     degraded = got.of(call_id, "recognition_degraded")

@@ -1,0 +1,95 @@
+"""The command line as a user runs it: serve, simulate, SIGTERM; check-config; bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.integration.conftest import SAMPLE
+
+CLI = [sys.executable, "-m", "ivr_bridge"]
+
+
+def _wait_for(proc: subprocess.Popen[str], pattern: str, seen: list[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"{pattern!r} not seen in: {''.join(seen)[-2000:]}")
+
+
+def test_serve_simulate_and_sigterm(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    env = {**os.environ, "IVR_BRIDGE_SPEECHKIT_LANGUAGES": "en-US"}
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", "0", "--events-jsonl", str(events)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    seen: list[str] = []
+    try:
+        _wait_for(proc, "embedded_recognizer_started", seen, 60)
+        line = _wait_for(proc, "bridge_listening", seen, 30)
+        port = int(re.search(r"port=(\d+)", line).group(1))  # type: ignore[union-attr]
+        sim = subprocess.run(
+            [*CLI, "simulate", "--url", f"ws://127.0.0.1:{port}/twilio", "--fast", str(SAMPLE)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sim.returncode == 0, sim.stderr
+        assert "1000" in sim.stdout  # the bridge closed the call normally
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            lines = events.read_text().splitlines() if events.exists() else []
+            if lines and json.loads(lines[-1])["type"] == "call_ended":
+                break
+            time.sleep(0.2)
+        kinds = [json.loads(line)["type"] for line in lines]
+        assert kinds[0] == "call_started" and kinds[-1] == "call_ended" and "final" in kinds
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert proc.stderr is not None
+    log = "".join(seen) + proc.stderr.read()
+    assert "call_ended" in log and "drain_started" in log
+    # Transcripts never reach the log.
+    assert "internet" not in log and "account" not in log
+
+
+def test_check_config_hides_secrets(tmp_path: Path) -> None:
+    env = {**os.environ, "IVR_BRIDGE_SPEECHKIT_API_KEY": "AQVN-super-secret"}
+    out = subprocess.run(
+        [*CLI, "check-config", "--config", "configs/production.toml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["speechkit"]["api_key"] == "[set]"
+    assert "super-secret" not in out.stdout + out.stderr
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[session]\nkeepalive_interval_ms = 6000\n")
+    out = subprocess.run(
+        [*CLI, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "session.keepalive_interval_ms" in out.stderr

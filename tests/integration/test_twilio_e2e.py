@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,41 @@ async def test_events_jsonl_file(bridge: Any, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["type"] == "call_started" and lines[-1]["type"] == "call_ended"
     assert len(lines) == len(got.events)
+
+
+async def test_webhook_receives_every_event_in_order(bridge: Any) -> None:
+    """A real HTTP server on loopback; the first two POSTs fail with 503 and are retried."""
+    from dataclasses import replace
+
+    from tests.integration.conftest import local_settings
+
+    received: list[dict[str, Any]] = []
+    attempts = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            body = await reader.readexactly(length)
+            attempts += 1
+            if attempts <= 2:
+                writer.write(b"HTTP/1.1 503 Busy\r\nretry-after: 0\r\ncontent-length: 0\r\n\r\n")
+            else:
+                received.append(json.loads(body))
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = local_settings()
+    settings = replace(
+        settings, events=replace(settings.events, webhook=f"http://127.0.0.1:{port}/hook")
+    )
+    app, got = await bridge(settings=settings)
+    await simulate_call(app.url(), SAMPLE, fast=True)
+    await got.wait_ended(1, timeout=60)
+    await app.stop()
+    server.close()
+    assert [e["seq"] for e in received] == [e.seq for e in got.events]
+    assert received[-1]["type"] == "call_ended"

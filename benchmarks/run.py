@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ivr_bridge.audio.codecs import pcm16_to_ulaw  # noqa: E402
-from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder  # noqa: E402
-from ivr_bridge.model import RecognitionUpdate  # noqa: E402
-from ivr_bridge.recognition.base import SessionConfig  # noqa: E402
-from ivr_bridge.recognition.channel import RecognitionChannel  # noqa: E402
-from ivr_bridge.recognition.ledger import AudioLedger  # noqa: E402
-from ivr_bridge.recognition.policy import PolicyConfig  # noqa: E402
+from ivr_bridge.audio.codecs import pcm16_to_ulaw
+from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.model import RecognitionUpdate
+from ivr_bridge.recognition.base import SessionConfig
+from ivr_bridge.recognition.channel import RecognitionChannel
+from ivr_bridge.recognition.ledger import AudioLedger
+from ivr_bridge.recognition.policy import PolicyConfig
 
 FRAME = 160  # 20 ms at 8 kHz
 
@@ -149,6 +149,7 @@ def rss_mb() -> float:
 
 
 async def load(calls: int, seconds: float, engine: str) -> list[tuple[str, str]]:
+    import ivr_bridge.local.tone_engine  # noqa: F401  (registers "tones")
     from ivr_bridge.app import BridgeApp
     from ivr_bridge.config import EmbeddedSettings, ServerSettings, Settings, SpeechKitSettings
     from ivr_bridge.events.console import CallbackSink

@@ -17,6 +17,7 @@ from ivr_bridge.config import Settings
 from ivr_bridge.events.bus import EventBus, Sink
 from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
+from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import LocalLimits, LocalRecognizer, LocalRecognizerConfig
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.credentials import (
@@ -97,8 +98,10 @@ class BridgeApp:
         sinks: Sequence[Sink] = (),
         local_limits: LocalLimits | None = None,
         policy: PolicyConfig | None = None,
+        local_faults: FaultPlan | None = None,
     ) -> None:
         self.settings = settings
+        self._local_faults = local_faults
         self._clock = clock
         self._extra_sinks = list(sinks)
         self._local_limits = local_limits or LocalLimits()
@@ -134,6 +137,7 @@ class BridgeApp:
                     api_key=s.embedded.api_key or None,
                     limits=self._local_limits,
                     engine=s.embedded.engine,
+                    faults=self._local_faults,
                 ),
                 clock=self._clock,
             )

@@ -35,6 +35,7 @@ class FaultPlan:
     end_status: str = "UNAVAILABLE"
     stall_after_ms: int | None = None  # then stop answering (the stream stays open)
     delay_ms: int = 0  # hold each response back this long
+    sessions: frozenset[int] = frozenset()  # server-wide session numbers (1, 2, ...); empty: all
 
     def __post_init__(self) -> None:
         if self.end_status not in STATUSES:
@@ -66,6 +67,9 @@ class FaultPlan:
             delay_ms=number("delay-ms") or 0,
         )
 
+    def applies_to(self, session_number: int) -> bool:
+        return not self.sessions or session_number in self.sessions
+
     def ends_at(self, audio_ms: int) -> bool:
         return self.end_after_ms is not None and audio_ms >= self.end_after_ms
 
@@ -79,14 +83,12 @@ class FaultInjector:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._refuse_until = 0.0
-        self.generation = 0  # bumped by every outage: sessions opened before it must end
         self.outages = 0
         self.refused = 0
 
     def outage(self, seconds: float) -> None:
-        """End every live session now and refuse new ones for ``seconds``."""
+        """Refuse new sessions for ``seconds`` (the server also ends the live ones)."""
         self._refuse_until = max(self._refuse_until, self._clock.now() + seconds)
-        self.generation += 1
         self.outages += 1
 
     def refusing(self) -> bool:

@@ -92,6 +92,7 @@ from ivr_bridge.local.engine import (
     EngineWord,
     get_engine,
 )
+from ivr_bridge.local.faults import FaultInjector, FaultPlan
 from ivr_bridge.local.normalize import normalize_words
 
 log = structlog.get_logger(__name__)
@@ -137,6 +138,9 @@ MSG_IDLE = "no message received for more than {seconds:g} s; session terminated"
 MSG_DURATION = "Exceeded maximum allowed stream duration"
 MSG_SIZE = "Exceeded maximum allowed stream size"
 MSG_ENGINE = "recognition engine failure"
+MSG_INJECTED = "injected fault: session ended"
+MSG_OUTAGE = "injected outage: connection lost"
+MSG_REFUSED = "injected outage: not accepting sessions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,10 @@ class LocalRecognizerConfig:
     api_key: str | None = None  # require "authorization: Api-Key <key>" (or "Bearer <key>")
     limits: LocalLimits = LocalLimits()
     engine: str = "pocketsphinx"
+    # Fault injection (tests, chaos drills): a plan for every session, and whether a client
+    # may ask for one with x-fault-* metadata. Never set either in front of real callers.
+    faults: FaultPlan | None = None
+    allow_fault_metadata: bool = False
 
 
 @dataclass(slots=True)
@@ -295,8 +303,16 @@ def _alternative_update(
 class _Session:
     """One RecognizeStreaming call: a reader, a processor, an idle watchdog, a status ticker."""
 
-    def __init__(self, owner: LocalRecognizer, context: Any, request_id: str) -> None:
+    def __init__(
+        self,
+        owner: LocalRecognizer,
+        context: Any,
+        request_id: str,
+        plan: FaultPlan | None = None,
+    ) -> None:
         self._owner = owner
+        self._plan = plan
+        self._outage = owner.outage_event
         self._context = context
         self._clock = owner.clock
         self._limits = owner.config.limits
@@ -319,6 +335,7 @@ class _Session:
         self._finals = 0
         self._eou_ms = 0
         self._engine_session: EngineSession | None = None
+        self._engine_cursors = (0, 0)  # (processed_ms, final_time_ms), see _process
         self._inflight: concurrent.futures.Future[Any] | None = None
         self.settings: SessionSettings | None = None
 
@@ -330,6 +347,7 @@ class _Session:
             asyncio.create_task(self._guard(self._process()), name="local-process"),
             asyncio.create_task(self._guard(self._watch_idle()), name="local-idle"),
             asyncio.create_task(self._guard(self._tick()), name="local-status"),
+            asyncio.create_task(self._guard(self._watch_outage()), name="local-faults"),
         ]
         try:
             result = await asyncio.shield(self._done)
@@ -416,6 +434,8 @@ class _Session:
                 continue
             if item is not None:
                 await self._queue.put(item)
+            if self._plan is not None and self._plan.ends_at(self.received_ms):
+                raise SessionError(self._plan.end_status, MSG_INJECTED)
 
     def _accept(self, request: pb.StreamingRequest) -> _Item | None:
         kind = request.WhichOneof("Event")
@@ -473,6 +493,11 @@ class _Session:
                 # Busy (handing a request to the engine queue): check again soon.
                 await self._clock.sleep(min(timeout / 4, 0.5))
 
+    async def _watch_outage(self) -> None:
+        """End this session when the server has an injected outage (FaultInjector.outage)."""
+        await self._outage.wait()
+        raise SessionError("UNAVAILABLE", MSG_OUTAGE)
+
     async def _tick(self) -> None:
         await self._options_seen.wait()
         while True:
@@ -506,7 +531,12 @@ class _Session:
                 return
             else:
                 raise SessionError("INVALID_ARGUMENT", MSG_OPTIONS_TWICE)
+            # Read the engine's cursors here, between engine calls (never while its thread
+            # runs), and publish them only after the events they cover have been sent: a
+            # client must never see final_time_ms pass a final it has not received.
+            cursors = (session.processed_ms, session.final_time_ms)
             await self._emit(events, settings.normalize)
+            self._engine_cursors = cursors
 
     async def _engine_call(self, fn: Callable[..., T], *args: Any) -> T:
         future = self._owner.submit(fn, *args)
@@ -538,9 +568,7 @@ class _Session:
                 await self._send(eou_update=pb.EouUpdate(time_ms=event.time_ms))
 
     def _cursors(self) -> pb.AudioCursors:
-        session = self._engine_session
-        processed = session.processed_ms if session is not None else 0
-        final = session.final_time_ms if session is not None else 0
+        processed, final = self._engine_cursors
         return pb.AudioCursors(
             received_data_ms=self.received_ms,
             partial_time_ms=processed,
@@ -550,6 +578,12 @@ class _Session:
         )
 
     async def _send(self, **event: Any) -> None:
+        plan = self._plan
+        if plan is not None:
+            if plan.stalls_at(self.received_ms):
+                return  # an injected stall: keep reading, answer nothing
+            if plan.delay_ms:
+                await self._clock.sleep(plan.delay_ms / 1000)
         async with self._write_lock:
             response = pb.StreamingResponse(
                 session_uuid=pb.SessionUuid(uuid=self.uuid, user_request_id=self._request_id),
@@ -577,6 +611,8 @@ class LocalRecognizer:
         self.clock = clock
         self.engine: Engine = get_engine(config.engine)
         self.stats = LocalStats()
+        self.faults = FaultInjector(clock)
+        self.outage_event = asyncio.Event()  # set (and replaced) by each injected outage
         self._server: Any = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._port = 0
@@ -636,6 +672,13 @@ class LocalRecognizer:
         if server is not None:
             log.info("local_recognizer_stopped", stats=self.stats.ended)
 
+    def outage(self, seconds: float) -> None:
+        """Simulate losing the network: end every session now, refuse new ones for a while."""
+        log.info("local_injected_outage", seconds=seconds, active=self.stats.sessions_active)
+        self.faults.outage(seconds)
+        event, self.outage_event = self.outage_event, asyncio.Event()
+        event.set()
+
     def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         if self._executor is None:
             raise RuntimeError("local recognizer not started")
@@ -658,7 +701,17 @@ class LocalRecognizer:
         session: _Session | None = None
         try:
             check_authorization(metadata, self.config.api_key)
-            session = _Session(self, context, request_id)
+            if self.faults.refusing():
+                raise SessionError("UNAVAILABLE", MSG_REFUSED)
+            plan = self.config.faults
+            if self.config.allow_fault_metadata:
+                try:
+                    plan = FaultPlan.from_metadata(metadata) or plan
+                except ValueError as exc:
+                    raise SessionError("INVALID_ARGUMENT", f"bad x-fault metadata: {exc}") from exc
+            if plan is not None and not plan.applies_to(stats.sessions_opened):
+                plan = None
+            session = _Session(self, context, request_id, plan)
             code, message = await session.run()
         except SessionError as exc:
             code, message = exc.code, exc.message

@@ -127,6 +127,7 @@ class RecognitionChannel:
         self._final_counter = 0
         self._sessions: list[_Session] = []
         self._degraded_since: int | None = None
+        self._pending_gap: tuple[int, int] | None = None
         self._input_ended_at: float | None = None
         self._drains: set[asyncio.Task[None]] = set()
         self._log = structlog.get_logger(__name__).bind(channel=name)
@@ -179,6 +180,7 @@ class RecognitionChannel:
         keepalive = asyncio.create_task(self._keepalive_loop(), name=f"keepalive-{self.name}")
         try:
             await self._main()
+            self._flush_gap()
             if self._drains:
                 await asyncio.wait(set(self._drains), timeout=self._drain_timeout)
         finally:
@@ -216,6 +218,7 @@ class RecognitionChannel:
                 self._retire(session, successor_start=start)
                 continue
             # FAILED: reopen from the last final sample after a backoff.
+            self.ledger.hold(None)  # no one is reading now: the buffer bound applies again
             err = session.error or RecognitionUnavailable("UNAVAILABLE", "session lost")
             await self._discard(session)
             start = self._final_offset
@@ -232,12 +235,21 @@ class RecognitionChannel:
 
     async def _open(self, start: int) -> _Session | None:
         if start < self.ledger.base:
-            self._report_gap(start, self.ledger.base)
-            start = self.ledger.base
+            # The oldest audio is gone. Resume between two words within the next second,
+            # rather than at the first sample held, which may be the tail of a cut word.
+            resume = self.ledger.quietest_point(
+                self.ledger.base + self.sample_rate // 2,
+                radius=self.sample_rate // 2,
+                window=self.sample_rate // 100,
+            )
+            self._report_gap(start, max(resume, self.ledger.base))
+            start = max(resume, self.ledger.base)
         request_id = f"{self._request_prefix}-{self.name}-{self.stats.sessions_opened + 1}"
+        self.ledger.hold(start)  # what this session will replay must outlive the connect
         try:
             stream = await self._recognizer.open_stream(self._config, request_id=request_id)
         except RecognitionError as err:
+            self.ledger.hold(None)
             await self._after_failure(err)
             return None
         self.stats.sessions_opened += 1
@@ -254,18 +266,20 @@ class RecognitionChannel:
             self._receive(session), name=f"receive-{self.name}-{session.index}"
         )
         self._log.debug("session_opened", session=session.index, start_ms=self.ledger.ms(start))
+        return session
+
+    def _on_healthy(self, session: _Session) -> None:
+        """A session answered: the outage (if any) is over. Report what it cost, once."""
+        self._recovery.on_healthy()
+        self._flush_gap()
         if self._degraded_since is not None:
+            resume_ms = self.ledger.ms(session.start)
             self._emit(
                 "recognition_restored",
-                self.ledger.ms(start),
-                {
-                    "from_ms": self._degraded_since,
-                    "resume_ms": self.ledger.ms(start),
-                    "session": session.index,
-                },
+                resume_ms,
+                {"from_ms": self._degraded_since, "resume_ms": resume_ms, "session": session.index},
             )
             self._degraded_since = None
-        return session
 
     async def _after_failure(self, err: RecognitionError) -> bool:
         """Record a failure and wait out the backoff; False when recognition gives up."""
@@ -379,6 +393,7 @@ class RecognitionChannel:
             session.error = session.error or err
             return False
         self.ledger.note_sent(piece)
+        self.ledger.hold(piece.end)
         self._cursor = piece.end
         session.sent_until = piece.end
         if session.oldest_unanswered is None:
@@ -442,20 +457,34 @@ class RecognitionChannel:
         self.ledger.append_silence(self.ledger.samples(ms))
 
     def _report_gap(self, start: int, end: int) -> None:
-        lost = self.ledger.ms(end) - self.ledger.ms(start)
-        self._log.warning("audio_gap", from_ms=self.ledger.ms(start), to_ms=self.ledger.ms(end))
+        """Audio in [start, end) will never be recognized. Retries during one outage extend
+        one span; it is reported once, when recognition is back (or the call ends)."""
+        pending = self._pending_gap
+        if pending is not None and start <= pending[1]:
+            self._pending_gap = (pending[0], max(pending[1], end))
+        else:
+            self._flush_gap()
+            self._pending_gap = (start, end)
+        self._final_offset = max(self._final_offset, end)
+        self._committed_ms = max(self._committed_ms, self.ledger.ms(end))
+
+    def _flush_gap(self) -> None:
+        if self._pending_gap is None:
+            return
+        start, end = self._pending_gap
+        self._pending_gap = None
+        from_ms, to_ms = self.ledger.ms(start), self.ledger.ms(end)
+        self._log.warning("audio_gap", from_ms=from_ms, to_ms=to_ms)
         self._emit(
             "audio_gap",
-            self.ledger.ms(start),
+            from_ms,
             {
-                "from_ms": self.ledger.ms(start),
-                "to_ms": self.ledger.ms(end),
-                "duration_ms": lost,
+                "from_ms": from_ms,
+                "to_ms": to_ms,
+                "duration_ms": to_ms - from_ms,
                 "reason": "buffer_overflow",
             },
         )
-        self._final_offset = max(self._final_offset, end)
-        self._committed_ms = max(self._committed_ms, self.ledger.ms(end))
 
     # ---- receiving ------------------------------------------------------------------
 
@@ -466,7 +495,7 @@ class RecognitionChannel:
                 session.oldest_unanswered = None
                 if not session.responded:
                     session.responded = True
-                    self._recovery.on_healthy()
+                    self._on_healthy(session)
                 self._on_update(session, update)
         except RecognitionError as err:
             session.error = err

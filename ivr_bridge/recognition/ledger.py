@@ -67,6 +67,10 @@ class AudioLedger:
         self._end = 0
         self._base = 0
         self._sent_hw = 0  # timeline offset up to which everything was sent at least once
+        # A live session reading from here: trimming waits for it, up to ``overshoot`` more
+        # samples, so a replay that starts at the oldest sample is not cut from under it.
+        self._hold: int | None = None
+        self.overshoot = sample_rate * 5
         self.received = 0
         self.sent_first = 0
         self.replayed = 0
@@ -93,6 +97,10 @@ class AudioLedger:
 
     def samples(self, ms: int) -> int:
         return ms * self.sample_rate // 1000
+
+    def hold(self, offset: int | None) -> None:
+        """Keep samples from ``offset`` on while a session still has to send them."""
+        self._hold = offset
 
     def append_audio(self, pcm: bytes) -> None:
         n = len(pcm) // BYTES_PER_SAMPLE
@@ -219,6 +227,8 @@ class AudioLedger:
 
     def _trim(self) -> None:
         target = self._end - self.capacity
+        if self._hold is not None:
+            target = max(min(target, self._hold), self._end - self.capacity - self.overshoot)
         if target <= self._base:
             return
         while self._blocks and self._blocks[0].start < target:

@@ -14,6 +14,7 @@ from ivr_bridge.app import BridgeApp
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.config import EmbeddedSettings, ServerSettings, Settings, SpeechKitSettings
 from ivr_bridge.events.console import CallbackSink
+from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import LocalLimits
 from ivr_bridge.model import UtteranceEvent
 from ivr_bridge.recognition.policy import PolicyConfig
@@ -73,6 +74,7 @@ async def bridge() -> AsyncIterator[Callable[..., Any]]:
         policy: PolicyConfig | None = None,
         limits: LocalLimits | None = None,
         settings: Settings | None = None,
+        faults: FaultPlan | None = None,
     ) -> tuple[BridgeApp, Collector]:
         collector = Collector()
         app = BridgeApp(
@@ -81,6 +83,7 @@ async def bridge() -> AsyncIterator[Callable[..., Any]]:
             sinks=[CallbackSink(collector)],
             policy=policy,
             local_limits=limits,
+            local_faults=faults,
         )
         await app.start()
         apps.append(app)

@@ -549,6 +549,9 @@ class _Session:
                 update = _alternative_update(event.text, event.start_ms, event.end_ms, event.words)
                 await self._send(partial=update)
             elif isinstance(event, EngineFinal):
+                # The message that carries a final is the first that may count it as final.
+                processed, final_ms = self._engine_cursors
+                self._engine_cursors = (processed, max(final_ms, event.end_ms))
                 self._finals += 1
                 self._owner.stats.finals += 1
                 index = self._finals - 1

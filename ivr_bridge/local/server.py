@@ -355,6 +355,10 @@ class _Session:
                 await self._drain(tasks[0])
             return result
         finally:
+            # Let a write in flight complete before cancelling the writers: grpc refuses to
+            # finish a call while one of its write operations is still pending.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._write_lock.acquire(), 1.0)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

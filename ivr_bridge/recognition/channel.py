@@ -128,6 +128,8 @@ class RecognitionChannel:
         self._sessions: list[_Session] = []
         self._degraded_since: int | None = None
         self._pending_gap: tuple[int, int] | None = None
+        self._draining: set[_Session] = set()  # retired sessions still delivering results
+        self._held: list[tuple[_Session, RecognitionUpdate]] = []  # their successor's, meanwhile
         self._input_ended_at: float | None = None
         self._drains: set[asyncio.Task[None]] = set()
         self._log = structlog.get_logger(__name__).bind(channel=name)
@@ -402,6 +404,9 @@ class RecognitionChannel:
 
     async def _finish(self, session: _Session) -> _Outcome:
         """Input is over: half-close and wait for the last results."""
+        if self._drains:
+            # A rotation just happened: its old session's last finals come before ours.
+            await asyncio.wait(set(self._drains), timeout=self._drain_timeout)
         await session.stream.finish()
         if session.receiver is not None:
             try:
@@ -423,13 +428,21 @@ class RecognitionChannel:
         """
         session.retired = True
         session.owned_until = successor_start
+        self._draining.add(session)
 
         async def drain() -> None:
-            await session.stream.finish()
-            if session.receiver is not None:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(session.receiver), self._drain_timeout)
-            await self._discard(session)
+            try:
+                await session.stream.finish()
+                if session.receiver is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            asyncio.shield(session.receiver), self._drain_timeout
+                        )
+                await self._discard(session)
+            finally:
+                self._draining.discard(session)
+                if not self._draining:
+                    self._release_held()
 
         task = asyncio.create_task(drain(), name=f"drain-{self.name}-{session.index}")
         self._drains.add(task)
@@ -513,6 +526,18 @@ class RecognitionChannel:
         self._final_offset = max(self._final_offset, min(offset, session.sent_until))
 
     def _on_update(self, session: _Session, update: RecognitionUpdate) -> None:
+        if not session.retired and self._draining:
+            # The old session's last finals come first: keep the new one's until it is done.
+            self._held.append((session, update))
+            return
+        self._apply(session, update)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for session, update in held:
+            self._apply(session, update)
+
+    def _apply(self, session: _Session, update: RecognitionUpdate) -> None:
         self._advance_final(session, update.cursors)
         if isinstance(update, PartialResult):
             if not session.retired:

@@ -159,13 +159,10 @@ async def load(calls: int, seconds: float, engine: str) -> list[tuple[str, str]]
 
     finals: dict[str, list[str]] = {}
     ended: list[UtteranceEvent] = []
-    latencies: list[float] = []
 
     def collect(e: UtteranceEvent) -> None:
         if e.type == "final":
             finals.setdefault(e.call_id, []).append(str(e.data["text"]))
-            # How long after the end of the utterance's audio the final reached the sink.
-            latencies.append(time.time() - e.wall_time)
         elif e.type == "call_ended":
             ended.append(e)
 

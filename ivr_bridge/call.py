@@ -17,6 +17,7 @@ from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.dialects.base import Dialect
 from ivr_bridge.errors import DialectError
 from ivr_bridge.events.bus import EventBus
+from ivr_bridge.metrics import Metrics
 from ivr_bridge.model import (
     Audio,
     CallEnded,
@@ -68,8 +69,10 @@ class Call:
         options: CallOptions,
         bus: EventBus,
         clock: Clock = SYSTEM_CLOCK,
+        metrics: Metrics | None = None,
     ) -> None:
         self.call_id = call_id
+        self._metrics = metrics
         self._dialect = dialect
         self._stream = stream
         self._recognizer = recognizer
@@ -182,6 +185,8 @@ class Call:
 
     def _start(self, started: CallStarted) -> None:
         self._started = started
+        if self._metrics is not None:
+            self._metrics.call_started()
         self._started_at = self._clock.now()
         self._log.info(
             "call_started",
@@ -288,25 +293,23 @@ class Call:
         # Fast senders (tests, replays) can outrun the wall clock: the timeline is the longer.
         timelines = [ch.ledger.ms(ch.ledger.end) for ch in self._channels.values()]
         duration_ms = max([self._elapsed_ms(), *timelines])
-        self._emit(
-            "call_ended",
-            None,
-            duration_ms,
-            {
-                "reason": reason,
-                "duration_ms": duration_ms,
-                "messages": self._messages,
-                "dtmf": self._dtmf,
-                "audio_ms_received": total("audio_ms_received"),
-                "audio_ms_sent": total("audio_ms_sent"),
-                "audio_ms_replayed": total("audio_ms_replayed"),
-                "audio_ms_dropped": total("audio_ms_dropped"),
-                "sessions_opened": total("sessions_opened"),
-                "keepalive_ms": total("keepalive_ms"),
-                "errors": total("errors"),
-                "channels": channels,
-            },
-        )
+        summary: dict[str, Any] = {
+            "reason": reason,
+            "duration_ms": duration_ms,
+            "messages": self._messages,
+            "dtmf": self._dtmf,
+            "audio_ms_received": total("audio_ms_received"),
+            "audio_ms_sent": total("audio_ms_sent"),
+            "audio_ms_replayed": total("audio_ms_replayed"),
+            "audio_ms_dropped": total("audio_ms_dropped"),
+            "sessions_opened": total("sessions_opened"),
+            "keepalive_ms": total("keepalive_ms"),
+            "errors": total("errors"),
+            "channels": channels,
+        }
+        if self._metrics is not None:
+            self._metrics.call_ended(reason, summary)
+        self._emit("call_ended", None, duration_ms, summary)
         self._log.info(
             "call_ended",
             reason=reason,

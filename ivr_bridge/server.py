@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from http import HTTPStatus
 
 import structlog
@@ -23,6 +24,7 @@ from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.dialects.base import Dialect
 from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.events.bus import EventBus
+from ivr_bridge.metrics import Metrics
 from ivr_bridge.recognition.base import Recognizer
 
 log = structlog.get_logger(__name__)
@@ -89,6 +91,7 @@ class BridgeServer:
         self._idle = asyncio.Event()
         self.calls_total = 0
         self.calls_rejected = 0
+        self.metrics = Metrics()
 
     @property
     def port(self) -> int:
@@ -142,6 +145,20 @@ class BridgeServer:
                     "draining": self._draining,
                 },
             )
+        if path == "/metrics":
+            body = self.metrics.render(
+                {
+                    "active_calls": len(self._calls),
+                    "calls_rejected": self.calls_rejected,
+                    "draining": float(self._draining),
+                    "events_published": self._bus.published,
+                },
+                {name: asdict(st) for name, st in self._bus.stats().items()},
+            ).encode()
+            headers = Headers(
+                [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]
+            )
+            return Response(200, "OK", headers, body)
         if path == "/readyz":
             status = HTTPStatus.SERVICE_UNAVAILABLE if self._draining else HTTPStatus.OK
             return self._json(status, {"ready": not self._draining})
@@ -171,6 +188,7 @@ class BridgeServer:
             options=self._options,
             bus=self._bus,
             clock=self._clock,
+            metrics=self.metrics,
         )
         self._calls.add(call)
         self.calls_total += 1

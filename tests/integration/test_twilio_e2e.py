@@ -193,3 +193,45 @@ async def test_webhook_receives_every_event_in_order(bridge: Any) -> None:
     server.close()
     assert [e["seq"] for e in received] == [e.seq for e in got.events]
     assert received[-1]["type"] == "call_ended"
+
+
+async def test_metrics_count_ended_calls(bridge: Any) -> None:
+    app, got = await bridge()
+    report = await simulate_call(app.url(), SAMPLE, fast=True)
+    await got.wait_ended(1, timeout=60)
+
+    def get() -> str:
+        url = f"http://127.0.0.1:{app.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read().decode()
+
+    text = await asyncio.to_thread(get)
+    values = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert values["ivr_bridge_calls_started_total"] == "1"
+    assert values['ivr_bridge_calls_ended_total{reason="stop"}'] == "1"
+    received = int(values["ivr_bridge_audio_ms_received_total"])
+    assert abs(received - report.audio_ms) <= 20
+    assert values["ivr_bridge_audio_ms_dropped_total"] == "0"
+    assert values['ivr_bridge_sink_events_dropped_queue_full_total{sink="callback"}'] == "0"
+
+
+async def test_text_normalization_gives_final_refinements(bridge: Any) -> None:
+    from dataclasses import replace
+
+    from tests.integration.conftest import local_settings
+
+    settings = local_settings()
+    settings = replace(settings, speechkit=replace(settings.speechkit, text_normalization=True))
+    app, got = await bridge(settings=settings)
+    await simulate_call(app.url(), SAMPLE, fast=True)
+    await got.wait_ended(1, timeout=60)
+    (call_id,) = got.calls()
+    finals = {e.data["final_index"]: e for e in got.of(call_id, "final")}
+    refinements = got.of(call_id, "final_refinement")
+    assert len(refinements) == len(finals) >= 3
+    for ref in refinements:
+        assert ref.data["final_index"] in finals
+        assert ref.seq > finals[ref.data["final_index"]].seq
+    assert any(any(ch.isdigit() for ch in r.data["text"]) for r in refinements)

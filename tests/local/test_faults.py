@@ -94,7 +94,7 @@ async def test_outage_ends_live_sessions_and_refuses_new_ones() -> None:
     await client.close()
     await rec.stop()
     assert any(isinstance(u, FinalResult) for u in got)
-    assert rec.faults.refused == 1
+    assert rec.faults.refused >= 1
 
 
 async def test_metadata_faults_only_when_allowed() -> None:

@@ -47,6 +47,7 @@ EmitFn = Callable[[str, int, dict[str, Any]], None]
 """emit(event_type, call_ms, data): hands an event to the call for sequencing and sinks."""
 
 _MAX_SILENCE_MESSAGE_MS = 1000
+_QUIET_RMS = 300  # 20 ms RMS below this counts as a pause (line noise is far below it)
 
 
 @dataclass(slots=True)
@@ -351,6 +352,10 @@ class RecognitionChannel:
                 session.audio_bytes,
                 self._utterance_open,
             )
+            if rotation is Rotation.AT_BOUNDARY and not self._quiet_since_final(session):
+                # The caller may have started the next utterance and its first partial is
+                # still on the way: not a boundary yet.
+                rotation = Rotation.NONE
             if rotation is not Rotation.NONE:
                 self.stats.rotations += 1
                 if rotation is Rotation.FORCED:
@@ -370,6 +375,11 @@ class RecognitionChannel:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval())
+
+    def _quiet_since_final(self, session: _Session) -> bool:
+        """Nothing but silence went out after the last final (so no word is in flight)."""
+        start = max(self._final_offset, session.start)
+        return self.ledger.loudest(start, session.sent_until, self.sample_rate // 50) < _QUIET_RMS
 
     def _ready(self, piece: Piece) -> bool:
         """Aggregate audio to chunk size; flush early before silence or at the end."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from ivr_bridge.audio.codecs import rms
+
 BYTES_PER_SAMPLE = 2
 _MAX_BLOCK_SAMPLES = 8000  # merge 20 ms frames into blocks of up to this many samples
 
@@ -187,6 +189,19 @@ class AudioLedger:
                 best, best_energy = pos, energy
             pos += max(1, window // 2)
         return best
+
+    def loudest(self, start: int, end: int, window: int) -> int:
+        """The highest RMS of any ``window``-sample stretch of real audio in [start, end)."""
+        loudest = 0
+        pos = max(start, self._base)
+        while pos < end:
+            piece = self.read(pos, min(window, end - pos), end - pos)
+            if piece is None:
+                break
+            if piece.pcm is not None:
+                loudest = max(loudest, rms(piece.pcm))
+            pos = piece.end
+        return loudest
 
     # ---- accounting -----------------------------------------------------------------
 

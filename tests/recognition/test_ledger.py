@@ -141,3 +141,13 @@ def test_quietest_point_finds_the_gap_between_words() -> None:
     led.append_silence(100)
     assert led.quietest_point(1000, radius=100, window=10) == 1030
     assert led.quietest_point(5000, radius=10, window=10) == 5000
+
+
+def test_loudest_sees_speech_but_not_inserted_silence() -> None:
+    led = AudioLedger(1000, 60)
+    led.append_audio(pcm(100, 0))
+    led.append_silence(200)
+    assert led.loudest(0, led.end, 20) == 0
+    led.append_audio(pcm(40, 0) + pcm(40, 5000))
+    assert led.loudest(0, led.end, 20) == 5000
+    assert led.loudest(0, 340, 20) == 0

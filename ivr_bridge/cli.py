@@ -47,8 +47,8 @@ async def _serve(settings: Settings) -> int:
     await app.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+    if sys.platform != "win32":  # asyncio has no signal handlers on Windows
+        for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     log.info("serving", url=app.url(), health=app.url("/healthz").replace("ws://", "http://"))
     await stop.wait()

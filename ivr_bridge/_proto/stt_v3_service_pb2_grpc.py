@@ -49,7 +49,7 @@ class RecognizerServicer:
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
+        raise RuntimeError('method not served')
 
 
 def add_RecognizerServicer_to_server(servicer, server):

@@ -15,6 +15,7 @@ from ivr_bridge.call import CallOptions
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.config import Settings
 from ivr_bridge.events.bus import EventBus, Sink
+from ivr_bridge.events.console import ConsoleSink
 from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
 from ivr_bridge.local.faults import FaultPlan
@@ -173,6 +174,8 @@ class BridgeApp:
         self.bus = EventBus(s.events.queue_size, include_partials=s.events.include_partials)
         if s.events.jsonl:
             self.bus.add_sink(JsonlSink(s.events.jsonl))
+        if s.events.stdout:
+            self.bus.add_sink(ConsoleSink(include_partials=s.events.include_partials))
         if s.events.webhook:
             self.bus.add_sink(
                 WebhookSink(

@@ -30,7 +30,7 @@ from ivr_bridge.model import (
     UtteranceEvent,
 )
 from ivr_bridge.recognition.base import Recognizer, SessionConfig
-from ivr_bridge.recognition.channel import RecognitionChannel
+from ivr_bridge.recognition.channel import EmitFn, RecognitionChannel
 from ivr_bridge.recognition.policy import PolicyConfig
 
 logger = structlog.get_logger(__name__)
@@ -241,7 +241,7 @@ class Call:
 
     # ---- events ---------------------------------------------------------------------
 
-    def _channel_emitter(self, name: str) -> Any:
+    def _channel_emitter(self, name: str) -> EmitFn:
         def emit(kind: str, call_ms: int, data: dict[str, Any]) -> None:
             self._emit(kind, name, call_ms, data)
 

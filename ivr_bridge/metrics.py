@@ -19,7 +19,14 @@ CALL_TOTALS = (
     "sessions_opened",
     "errors",
 )
-CHANNEL_TOTALS = ("rotations", "forced_rotations", "reconnects", "stalls", "finals")
+CHANNEL_TOTALS = (
+    "rotations",
+    "forced_rotations",
+    "reconnects",
+    "stalls",
+    "finals",
+    "seam_words_dropped",
+)
 
 
 @dataclass

@@ -6,6 +6,7 @@ The only module that imports websockets (the simulator aside, which is a client 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -205,13 +206,13 @@ class BridgeServer:
         """Stop taking calls, let live ones finish for up to ``timeout_s``, then end them."""
         self._draining = True
         log.info("drain_started", active_calls=len(self._calls), timeout_s=timeout_s)
-        deadline = self._clock.now() + timeout_s
-        while self._calls and self._clock.now() < deadline:
-            await self._clock.sleep(0.1)
+        if self._calls:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
         for call in list(self._calls):
             call.request_stop()
         if self._calls:
-            self._idle.clear()
             await self._idle.wait()
         await self.stop()
 

@@ -47,6 +47,7 @@ EmitFn = Callable[[str, int, dict[str, Any]], None]
 """emit(event_type, call_ms, data): hands an event to the call for sequencing and sinks."""
 
 _MAX_SILENCE_MESSAGE_MS = 1000
+_POLL_S = 0.25  # real seconds: the sender re-checks stalls and rotation at least this often
 _QUIET_RMS = 300  # 20 ms RMS below this counts as a pause (line noise is far below it)
 
 
@@ -174,6 +175,8 @@ class RecognitionChannel:
             "stalls": self.stats.stalls,
             "errors": self.stats.errors,
             "finals": self.stats.finals,
+            "seam_words_dropped": self.stats.seam_words_dropped,
+            "last_error": self.stats.last_error,
             "recognition_failed": self.stats.failed,
         }
 
@@ -374,7 +377,7 @@ class RecognitionChannel:
                 return await self._finish(session)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval())
+                await asyncio.wait_for(self._wake.wait(), timeout=_POLL_S)
 
     def _quiet_since_final(self, session: _Session) -> bool:
         """Nothing but silence went out after the last final (so no word is in flight)."""
@@ -389,10 +392,6 @@ class RecognitionChannel:
             or piece.end < self.ledger.end
             or self._input_ended
         )
-
-    def _poll_interval(self) -> float:
-        # Wake at least this often (in real seconds) to check for stalls and rotation.
-        return 0.25
 
     async def _send(self, session: _Session, piece: Piece) -> bool:
         try:

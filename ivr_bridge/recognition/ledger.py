@@ -183,10 +183,10 @@ class AudioLedger:
                 break
             if piece.pcm is None:
                 return pos
-            samples = memoryview(piece.pcm).cast("h")
-            energy = sum(abs(v) for v in samples) if len(samples) == window else None
-            if energy is not None and (best_energy is None or energy < best_energy):
-                best, best_energy = pos, energy
+            if piece.length == window:
+                energy = rms(piece.pcm)
+                if best_energy is None or energy < best_energy:
+                    best, best_energy = pos, energy
             pos += max(1, window // 2)
         return best
 

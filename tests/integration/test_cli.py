@@ -31,11 +31,16 @@ def _wait_for(proc: subprocess.Popen[str], pattern: str, seen: list[str], timeou
 
 def test_serve_simulate_and_sigterm(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    env = {**os.environ, "IVR_BRIDGE_SPEECHKIT_LANGUAGES": "en-US"}
+    env = {
+        **os.environ,
+        "IVR_BRIDGE_SPEECHKIT_LANGUAGES": "en-US",
+        "IVR_BRIDGE_EVENTS_STDOUT": "true",
+        "IVR_BRIDGE_EVENTS_INCLUDE_PARTIALS": "false",
+    }
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", "0", "--events-jsonl", str(events)],
         stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         text=True,
         env=env,
     )
@@ -63,8 +68,12 @@ def test_serve_simulate_and_sigterm(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    assert proc.stderr is not None
+    assert proc.stderr is not None and proc.stdout is not None
     log = "".join(seen) + proc.stderr.read()
+    printed = proc.stdout.read().splitlines()
+    assert any(" call_started " in line for line in printed)
+    assert any(" final " in line for line in printed)
+    assert printed[-1].split()[2] == "call_ended"
     assert "call_ended" in log and "drain_started" in log
     # Transcripts never reach the log.
     assert "internet" not in log and "account" not in log

@@ -199,7 +199,7 @@ class Call:
             0,
             {
                 "dialect": started.dialect,
-                "platform_call_id": started.call_id,
+                "platform_call_id": started.platform_call_id,
                 "stream_id": started.stream_id,
                 "channels": [{"name": c.name, "track": c.track} for c in started.channels],
                 "media_format": {

@@ -1,7 +1,7 @@
 """Frozen dataclasses shared by every layer. Standard library only.
 
-Inbound: what a dialect makes of the PBX's messages (CallStarted, Audio, Dtmf, Mark, Paused,
-Resumed, CallEnded). Outbound: UtteranceEvent, what the sinks receive.
+Inbound: what a dialect makes of the PBX's messages (CallStarted, Audio, Dtmf, Mark, MediaGap,
+Paused, Resumed, CallEnded). Outbound: UtteranceEvent, what the sinks receive.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ChannelInfo:
 @dataclass(frozen=True, slots=True)
 class CallStarted:
     dialect: str
-    call_id: str  # the platform's call identifier (Twilio callSid)
+    platform_call_id: str  # the platform's own call identifier (Twilio callSid, ...)
     stream_id: str
     channels: tuple[ChannelInfo, ...]
     media_format: MediaFormat
@@ -79,6 +79,18 @@ class Mark:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaGap:
+    """Audio the PBX reports as lost or skipped (AudioHook ``discarded``, a timestamp jump).
+
+    call.py puts ``duration_ms`` of silence on the channel's timeline (every channel when
+    ``channel`` is None) so call times and the ledger stay true.
+    """
+
+    channel: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Paused:
     channel: str | None = None
 
@@ -93,7 +105,7 @@ class CallEnded:
     reason: str
 
 
-DialectEvent = CallStarted | Audio | Dtmf | Mark | Paused | Resumed | CallEnded
+DialectEvent = CallStarted | Audio | Dtmf | Mark | MediaGap | Paused | Resumed | CallEnded
 
 
 # ---- recognition results (session-relative, as the recognizer reports them) ----------------

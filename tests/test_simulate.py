@@ -97,7 +97,7 @@ async def test_message_order_and_counts_fast() -> None:
     assert report.closed_by_server
     started = got.events[0]
     assert isinstance(started, CallStarted)
-    assert started.call_id == report.call_sid and started.stream_id == report.stream_sid
+    assert started.platform_call_id == report.call_sid and started.stream_id == report.stream_sid
     assert dict(started.custom_parameters) == {"a": "b"}
     audio = [e for e in got.events if isinstance(e, Audio)]
     assert [a.timestamp_ms for a in audio] == list(range(0, 1200, 20))

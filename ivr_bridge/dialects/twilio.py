@@ -27,7 +27,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from ivr_bridge.audio.codecs import ULAW_SILENCE, ulaw_to_pcm16
+from ivr_bridge.audio.codecs import ULAW_SILENCE, pcm16_to_ulaw, resample, ulaw_to_pcm16
+from ivr_bridge.dialects.base import (
+    ClearAudio,
+    Disconnect,
+    OutboundRequest,
+    PlayAudio,
+    SendEvent,
+    SendMark,
+    UnsupportedRequest,
+)
 from ivr_bridge.errors import DialectError
 from ivr_bridge.model import (
     Audio,
@@ -227,6 +236,9 @@ class TwilioCounters:
         return asdict(self)
 
 
+_CAPABILITIES: Final = frozenset({"play", "mark", "clear", "disconnect"})
+
+
 class TwilioDialect:
     """Parses what Twilio sends on a Media Streams socket; queues what we send back."""
 
@@ -235,6 +247,7 @@ class TwilioDialect:
     def __init__(self) -> None:
         self.counters = TwilioCounters()
         self._outbox: list[str | bytes] = []
+        self._close: tuple[int, str] | None = None
         self._started = False
         self._stopped = False
         self._stream_sid = ""
@@ -294,6 +307,40 @@ class TwilioDialect:
     def data_to_send(self) -> list[str | bytes]:
         out, self._outbox = self._outbox, []
         return out
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return _CAPABILITIES
+
+    def receive_eof(self) -> list[DialectEvent]:
+        """The socket dropped without a ``stop``: the call is over."""
+        if self._stopped:
+            return []
+        self._stopped = True
+        return [CallEnded(reason="hangup")]
+
+    def send(self, request: OutboundRequest) -> None:
+        """Queue a back-channel request (bidirectional ``<Connect><Stream>`` only)."""
+        if isinstance(request, PlayAudio):
+            pcm = resample(request.pcm, request.sample_rate, 8000)
+            if pcm:
+                self.send_media(pcm16_to_ulaw(pcm))
+        elif isinstance(request, SendMark):
+            self.send_mark(request.name)
+        elif isinstance(request, ClearAudio):
+            self.send_clear()
+        elif isinstance(request, Disconnect):
+            self._close = (1000, request.reason[:120] or "call ended")
+        elif isinstance(request, SendEvent):
+            raise UnsupportedRequest("Twilio Media Streams carry no event messages")
+
+    def close(self, reason: str) -> None:
+        """Twilio has no goodbye message: the websocket close is the whole goodbye."""
+        if self._close is None:
+            self._close = (1000, reason[:120])
+
+    def close_to_send(self) -> tuple[int, str] | None:
+        return self._close
 
     # ---- back-channel (bidirectional <Connect><Stream> only) ------------------------------
 
@@ -379,7 +426,7 @@ class TwilioDialect:
         return [
             CallStarted(
                 dialect=self.name,
-                call_id=call_sid,
+                platform_call_id=call_sid,
                 stream_id=stream_sid,
                 channels=tuple(ChannelInfo(CHANNEL_NAMES[t], t) for t in tracks),
                 media_format=MediaFormat("pcmu", SAMPLE_RATE, 1),

@@ -10,6 +10,8 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
+from ivr_bridge.backoff import backoff_delay
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
@@ -160,10 +162,16 @@ class RecoveryPolicy:
         if kind is FailureKind.LIMIT:
             return Retry(0.0)
         cfg = self._config
-        base = min(cfg.backoff_max_s, cfg.backoff_initial_s * cfg.backoff_multiplier**self._attempt)
+        delay = backoff_delay(
+            self._attempt,
+            initial_s=cfg.backoff_initial_s,
+            max_s=cfg.backoff_max_s,
+            multiplier=cfg.backoff_multiplier,
+            jitter=cfg.backoff_jitter,
+            rand=self._rng.random,
+        )
         self._attempt += 1
-        jitter = 1.0 + self._rng.uniform(-cfg.backoff_jitter, cfg.backoff_jitter)
-        return Retry(base * jitter)
+        return Retry(delay)
 
     def on_healthy(self) -> None:
         """A session answered with results or status: forget past failures."""

@@ -63,7 +63,7 @@ def test_round_trip_one_track() -> None:
 
     assert events[0] == CallStarted(
         dialect="twilio",
-        call_id="CA1",
+        platform_call_id="CA1",
         stream_id="MZ1",
         channels=(ChannelInfo("caller", "inbound"),),
         media_format=MediaFormat("pcmu", 8000, 1),
@@ -152,7 +152,7 @@ def test_start_variants_are_accepted(edits: list[tuple[list[str], Any]]) -> None
     for path, value in edits:
         text = edit(text, path, value)
     event = start_event(text)
-    assert event.stream_id == "MZ1" and event.call_id == "CA1"
+    assert event.stream_id == "MZ1" and event.platform_call_id == "CA1"
     assert event.channels == (ChannelInfo("caller", "inbound"),)
 
 

@@ -29,6 +29,7 @@ from ivr_bridge.model import (
     Resumed,
     UtteranceEvent,
 )
+from ivr_bridge.recognition.accounting import CallAccounting
 from ivr_bridge.recognition.base import Recognizer, SessionConfig
 from ivr_bridge.recognition.channel import EmitFn, RecognitionChannel
 from ivr_bridge.recognition.policy import PolicyConfig
@@ -275,9 +276,11 @@ class Call:
             channel.end_input()
         if self._tasks:
             # Each channel bounds its own drain; this outer limit only catches bugs.
-            _, pending = await asyncio.wait(
-                self._tasks, timeout=self._options.drain_timeout_s * 3 + 5
-            )
+            with contextlib.suppress(TimeoutError):
+                await self._clock.wait_for(
+                    asyncio.wait(self._tasks), self._options.drain_timeout_s * 3 + 5
+                )
+            pending = [task for task in self._tasks if not task.done()]
             for task in pending:
                 task.cancel()
             if pending:
@@ -285,11 +288,7 @@ class Call:
         if self._started is None:
             self._log.info("connection_closed_before_start", reason=reason)
             return
-        channels = {name: ch.accounting() for name, ch in self._channels.items()}
-
-        def total(key: str) -> int:
-            return sum(int(acc[key]) for acc in channels.values())
-
+        accounting = CallAccounting({name: ch.counters() for name, ch in self._channels.items()})
         # Fast senders (tests, replays) can outrun the wall clock: the timeline is the longer.
         timelines = [ch.ledger.ms(ch.ledger.end) for ch in self._channels.values()]
         duration_ms = max([self._elapsed_ms(), *timelines])
@@ -298,24 +297,18 @@ class Call:
             "duration_ms": duration_ms,
             "messages": self._messages,
             "dtmf": self._dtmf,
-            "audio_ms_received": total("audio_ms_received"),
-            "audio_ms_sent": total("audio_ms_sent"),
-            "audio_ms_replayed": total("audio_ms_replayed"),
-            "audio_ms_dropped": total("audio_ms_dropped"),
-            "sessions_opened": total("sessions_opened"),
-            "keepalive_ms": total("keepalive_ms"),
-            "errors": total("errors"),
-            "channels": channels,
+            **accounting.to_json(),
         }
         if self._metrics is not None:
-            self._metrics.call_ended(reason, summary)
+            self._metrics.call_ended(reason, accounting)
         self._emit("call_ended", None, duration_ms, summary)
+        total = accounting.total
         self._log.info(
             "call_ended",
             reason=reason,
             duration_ms=duration_ms,
-            sessions=total("sessions_opened"),
-            errors=total("errors"),
+            sessions=total.sessions_opened,
+            errors=total.errors,
         )
 
 

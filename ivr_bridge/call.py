@@ -101,6 +101,18 @@ class Call:
             self._reader.cancel()
 
     async def run(self) -> None:
+        """Read the PBX until the call ends, then finish recognition and emit call_ended.
+
+        Await it once per connection; it returns after the socket is closed and every event of
+        the call is on the bus. Everything the call does (its channel tasks included, which
+        inherit the context) logs with ``call_id`` and ``dialect`` bound.
+        """
+        with structlog.contextvars.bound_contextvars(
+            call_id=self.call_id, dialect=self._dialect.name
+        ):
+            await self._run()
+
+    async def _run(self) -> None:
         reason = "hangup"
         close: tuple[int, str] | None = None
         self._reader = asyncio.current_task()
@@ -129,7 +141,7 @@ class Call:
         timeout = self._options.media_inactivity_timeout_s
         try:
             if timeout > 0:
-                return await asyncio.wait_for(self._stream.recv(), timeout)
+                return await self._clock.wait_for(self._stream.recv(), timeout)
             return await self._stream.recv()
         except TimeoutError:
             raise _StopReading("media_timeout") from None

@@ -209,7 +209,7 @@ class BridgeServer:
         if self._calls:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), timeout_s)
+                await self._clock.wait_for(self._idle.wait(), timeout_s)
         for call in list(self._calls):
             call.request_stop()
         if self._calls:

@@ -14,6 +14,7 @@ import structlog
 from ivr_bridge.call import CallOptions
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.config import Settings
+from ivr_bridge.dialects.registry import build_routes
 from ivr_bridge.events.bus import EventBus, Sink
 from ivr_bridge.events.console import ConsoleSink
 from ivr_bridge.events.jsonl import JsonlSink
@@ -127,6 +128,7 @@ class BridgeApp:
 
     async def start(self) -> int:
         s = self.settings
+        routes = build_routes(s.dialects)  # a bad dialect config fails before anything starts
         choice = choose_recognizer(s)
         endpoint = choice.endpoint
         credentials: Credentials | None = None
@@ -190,6 +192,8 @@ class BridgeApp:
         if self._policy is not None:
             options = replace(options, policy=self._policy)
         self.server = BridgeServer(
+            routes=routes,
+            public_url=s.server.public_url,
             recognizer=self.recognizer,
             bus=self.bus,
             options=options,

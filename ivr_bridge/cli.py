@@ -61,9 +61,24 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    from ivr_bridge.simulate import simulate_call
+    from ivr_bridge.simulate import ENCODERS, simulate_call
+    from ivr_bridge.simulators.base import ClientAuth
+
+    if args.dialect not in ENCODERS:
+        print(f"no simulator for dialect {args.dialect!r}: {sorted(ENCODERS)}", file=sys.stderr)
+        return 2
 
     params = dict(item.split("=", 1) for item in args.param or [])
+    secrets = {
+        key: value
+        for key, value in (
+            ("auth_token", args.auth_token),
+            ("token", args.token),
+            ("username", args.username),
+            ("password", args.password),
+        )
+        if value
+    }
     report = await simulate_call(
         args.url,
         args.wav,
@@ -72,6 +87,8 @@ async def _simulate(args: argparse.Namespace) -> int:
         gap_s=args.gap or 0.0,
         custom_parameters=params,
         tracks=args.tracks,
+        dialect=args.dialect,
+        auth=ClientAuth(args.auth, secrets),
     )
     print(report.format_report())
     return 0
@@ -184,8 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events-jsonl", help="append every event to this file as JSON lines")
     p.add_argument("--webhook", help="POST every event as JSON to this URL")
 
-    p = sub.add_parser("simulate", help="play a WAV file as a Twilio call")
-    p.add_argument("--url", required=True, help="ws://HOST:PORT/twilio")
+    p = sub.add_parser("simulate", help="play a WAV file as a platform's call")
+    p.add_argument("--url", required=True, help="ws://HOST:PORT/twilio (the dialect's path)")
+    p.add_argument("--dialect", default="twilio", help="platform to simulate (default twilio)")
+    p.add_argument(
+        "--auth",
+        default="none",
+        choices=("none", "signature", "token", "basic"),
+        help="authenticate the upgrade as the platform does",
+    )
+    p.add_argument("--auth-token", help="Twilio auth token (--auth signature)")
+    p.add_argument("--token", help="shared token (--auth token)")
+    p.add_argument("--username", help="basic-auth user (--auth basic)")
+    p.add_argument("--password", help="basic-auth password (--auth basic)")
     p.add_argument("wav")
     p.add_argument("--fast", action="store_true", help="send as fast as possible")
     p.add_argument("--gap-at", type=float, help="stop sending media at this second")
@@ -239,6 +267,8 @@ def _public(settings: Settings) -> dict[str, Any]:
     from dataclasses import asdict
 
     data = asdict(settings)
+    for dialect in data["dialects"].values():
+        dialect["secrets"] = dict.fromkeys(dialect["secrets"], "[set]")
     for section in data.values():
         for key in list(section):
             secret = any(word in key for word in ("key", "token", "secret"))

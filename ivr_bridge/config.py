@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ivr_bridge.dialects.base import DialectSettings
 from ivr_bridge.errors import ConfigError
 
 ENV_PREFIX = "IVR_BRIDGE_"
@@ -29,6 +30,9 @@ class ServerSettings:
     media_inactivity_timeout_s: float = 0.0  # 0 = never end a call for lack of media
     max_calls: int = 500
     drain_timeout_s: float = 30.0
+    # The base URL platforms call (e.g. "wss://bridge.example.com"), for request signatures
+    # behind TLS termination or a proxy; empty: rebuilt from the Host header.
+    public_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,7 @@ class Settings:
     session: SessionSettings = SessionSettings()
     events: EventSettings = EventSettings()
     logging: LoggingSettings = LoggingSettings()
+    dialects: Mapping[str, DialectSettings] = field(default_factory=dict)
 
 
 _T = TypeVar("_T")
@@ -198,7 +203,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"invalid TOML: {exc}") from exc
     for key in data:
-        if key not in _SECTIONS:
+        if key not in _SECTIONS and key != "dialects":
             raise ConfigError(key, "unknown section")
     parts: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
@@ -206,9 +211,78 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         if not isinstance(table, dict):
             raise ConfigError(name, "expected a table")
         parts[name] = _section(name, cls, table, env)
+    parts["dialects"] = _dialect_sections(data.get("dialects", {}), env)
     settings = Settings(**parts)
     validate(settings)
+    _check_dialects(settings)
     return settings
+
+
+# ---- [dialects.NAME] ----------------------------------------------------------------------
+
+_DIALECT_KEYS = ("enabled", "path", "auth", "secrets", "allowed_origins", "options")
+
+
+def _dialect_sections(table: Any, env: Mapping[str, str]) -> dict[str, DialectSettings]:
+    """``[dialects.NAME]`` tables plus ``IVR_BRIDGE_DIALECTS_NAME_KEY`` variables.
+
+    An environment variable overrides ``enabled``, ``path``, ``auth`` or ``allowed_origins``
+    when KEY names one of them; any other KEY is a secret (``..._TWILIO_AUTH_TOKEN`` sets
+    ``secrets.auth_token``), so secrets need never be written in the file.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError("dialects", "expected a table of [dialects.NAME] tables")
+    raw: dict[str, dict[str, Any]] = {}
+    for name, section in table.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"dialects.{name}", "expected a table")
+        for key in section:
+            if key not in _DIALECT_KEYS:
+                raise ConfigError(f"dialects.{name}.{key}", "unknown key")
+        raw[name] = dict(section)
+    prefix = f"{ENV_PREFIX}DIALECTS_"
+    for env_name, value in env.items():
+        if not env_name.startswith(prefix):
+            continue
+        name, _, key = env_name[len(prefix) :].partition("_")
+        if not name or not key:
+            continue
+        section = raw.setdefault(name.lower(), {})
+        key = key.lower()
+        if key in ("enabled", "path", "auth", "allowed_origins"):
+            section[key] = value
+        else:
+            section.setdefault("secrets", {})
+            section["secrets"] = {**section["secrets"], key: value}
+    return {name: _dialect_settings(name, section) for name, section in raw.items()}
+
+
+def _dialect_settings(name: str, section: Mapping[str, Any]) -> DialectSettings:
+    default = DialectSettings()
+    where = f"dialects.{name}"
+    values: dict[str, Any] = {}
+    for key in ("enabled", "path", "auth", "allowed_origins"):
+        if key in section:
+            values[key] = _coerce(f"{where}.{key}", section[key], getattr(default, key))
+    for key in ("secrets", "options"):
+        item = section.get(key, {})
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}.{key}", "expected a table")
+        if key == "secrets" and not all(isinstance(v, str) for v in item.values()):
+            raise ConfigError(f"{where}.secrets", "expected strings")
+        values[key] = dict(item)
+    return replace(default, **values)
+
+
+def _check_dialects(settings: Settings) -> None:
+    """Build every enabled dialect's factory once: bad auth, secrets or options fail here."""
+    from ivr_bridge.dialects.registry import build_routes
+
+    if settings.server.public_url and not settings.server.public_url.startswith(
+        ("ws://", "wss://", "http://", "https://")
+    ):
+        raise ConfigError("server.public_url", "must be a ws(s):// or http(s):// URL")
+    build_routes(settings.dialects)
 
 
 def validate(s: Settings) -> None:

@@ -17,6 +17,12 @@ class Metrics:
     calls_ended: dict[str, int] = field(default_factory=dict)  # by end reason
     totals: dict[str, int] = field(default_factory=dict)  # accounting counters, all calls
     recognition_failed_channels: int = 0
+    upgrades_refused: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def upgrade_refused(self, dialect: str, reason: str) -> None:
+        """A websocket upgrade was refused before any call began (auth, origin, query)."""
+        key = (dialect, reason)
+        self.upgrades_refused[key] = self.upgrades_refused.get(key, 0) + 1
 
     def call_started(self) -> None:
         self.calls_started += 1
@@ -63,6 +69,15 @@ class Metrics:
             "counter",
             "channels whose recognition was refused",
             [("", self.recognition_failed_channels)],
+        )
+        metric(
+            "upgrades_refused_total",
+            "counter",
+            "websocket upgrades refused, by dialect and reason",
+            [
+                (f'{{dialect="{d}",reason="{r}"}}', n)
+                for (d, r), n in sorted(self.upgrades_refused.items())
+            ],
         )
         for stat in ("delivered", "failed", "dropped_queue_full"):
             metric(

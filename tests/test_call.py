@@ -7,11 +7,12 @@ from typing import Any
 
 from ivr_bridge.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
 from ivr_bridge.call import Call, CallOptions
-from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events.console import CallbackSink
 from ivr_bridge.model import UtteranceEvent
 from ivr_bridge.recognition.base import SessionConfig
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 from tests.fakes import FakeRecognizer, silence_pcm
 from tests.fakes import word_pcm as _word_pcm
 

@@ -22,9 +22,10 @@ from websockets.exceptions import ConnectionClosed
 
 from ivr_bridge.audio.wav import pcm16_wav_bytes
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock, ScaledClock
-from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.model import Audio, CallEnded, CallStarted, DialectEvent, Dtmf
 from ivr_bridge.simulate import SimulationReport, simulate_call, simulate_pcm
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 
 
 def tone_pcm(seconds: float, rate: int = 8000) -> bytes:

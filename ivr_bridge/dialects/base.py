@@ -87,7 +87,7 @@ class DialectSettings:
     enabled: bool = True
     path: str = ""
     auth: str = "none"
-    secrets: Mapping[str, str] = field(default_factory=_frozen)
+    secrets: Mapping[str, str] = field(default_factory=_frozen, repr=False)  # never in logs
     allowed_origins: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=_frozen)
 

@@ -138,6 +138,15 @@ class RecognitionChannel:
         self.ledger.append_audio(pcm)
         self._wake.set()
 
+    def insert_gap(self, ms: int) -> None:
+        """The PBX reports ``ms`` of its audio lost or skipped: silence takes its place on the
+        timeline. It counts as media for the keepalive, so quiet time not yet covered is filled
+        once: at least ``ms``, more if the PBX has been quiet longer."""
+        uncovered = self._keepalive.on_media(self._clock.now())
+        if max(ms, uncovered) > 0:
+            self._insert_silence(max(ms, uncovered))
+            self._wake.set()
+
     def end_input(self) -> None:
         self._input_ended = True
         self._input_ended_at = self._clock.now()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.integration.conftest import SAMPLE
+from tests.test_config import DIALECT_SECRETS
 
 CLI = [sys.executable, "-m", "ivr_bridge"]
 
@@ -81,6 +82,7 @@ def test_serve_simulate_and_sigterm(tmp_path: Path) -> None:
 
 def test_check_config_hides_secrets(tmp_path: Path) -> None:
     env = {**os.environ, "IVR_BRIDGE_SPEECHKIT_API_KEY": "AQVN-super-secret"}
+    env.update(DIALECT_SECRETS, IVR_BRIDGE_DIALECTS_TWILIO_AUTH_TOKEN="twilio-super-secret")
     out = subprocess.run(
         [*CLI, "check-config", "--config", "configs/production.toml"],
         capture_output=True,
@@ -91,6 +93,7 @@ def test_check_config_hides_secrets(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["speechkit"]["api_key"] == "[set]"
+    assert data["dialects"]["twilio"]["secrets"] == {"auth_token": "[set]"}
     assert "super-secret" not in out.stdout + out.stderr
 
 

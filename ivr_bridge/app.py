@@ -20,7 +20,7 @@ from ivr_bridge.events.console import ConsoleSink
 from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
 from ivr_bridge.local.faults import FaultPlan
-from ivr_bridge.local.server import LocalLimits, LocalRecognizer, LocalRecognizerConfig
+from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.credentials import (
     ApiKeyCredentials,
@@ -108,7 +108,7 @@ class BridgeApp:
         self._extra_sinks = list(sinks)
         self._local_limits = local_limits or LocalLimits()
         self._policy = policy
-        self.embedded: LocalRecognizer | None = None
+        self.embedded: EmbeddedSpeechKitServer | None = None
         self.recognizer: SpeechKitV3Recognizer | None = None
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
@@ -133,13 +133,14 @@ class BridgeApp:
         endpoint = choice.endpoint
         credentials: Credentials | None = None
         if choice.embedded:
-            self.embedded = LocalRecognizer(
-                LocalRecognizerConfig(
+            self.embedded = EmbeddedSpeechKitServer(
+                EmbeddedServerConfig(
                     host=s.embedded.host,
                     port=s.embedded.port,
                     api_key=s.embedded.api_key or None,
                     limits=self._local_limits,
                     engine=s.embedded.engine,
+                    workers=s.embedded.workers,
                     faults=self._local_faults,
                 ),
                 clock=self._clock,

@@ -98,11 +98,16 @@ async def _simulate(args: argparse.Namespace) -> int:
 
 
 async def _local_recognizer(args: argparse.Namespace) -> int:
-    from ivr_bridge.local.server import LocalRecognizerConfig, serve_forever
+    from ivr_bridge.local.server import EmbeddedServerConfig, default_workers, serve_forever
 
+    workers = default_workers() if args.workers is None else args.workers
     await serve_forever(
-        LocalRecognizerConfig(
-            host=args.host, port=args.port, api_key=args.api_key or None, engine=args.engine
+        EmbeddedServerConfig(
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key or None,
+            engine=args.engine,
+            workers=workers,
         )
     )
     return 0
@@ -226,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--api-key", default="", help="require this API key")
     p.add_argument("--engine", default="pocketsphinx")
+    p.add_argument(
+        "--workers", type=int, help="engine worker processes (default: one per core; 0: none)"
+    )
 
     p = sub.add_parser("demo", help="stream the bundled sample call through the bridge")
     p.add_argument("--fast", action="store_true")

@@ -64,7 +64,13 @@ class EmbeddedSettings:
     host: str = "127.0.0.1"
     port: int = 0
     engine: str = "pocketsphinx"
+    # Engine worker processes (PocketSphinx decodes in them); 0: in the bridge's process.
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     api_key: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError("embedded.workers", "must be 0 (in-process) or more")
 
 
 @dataclass(frozen=True, slots=True)

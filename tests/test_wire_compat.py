@@ -346,12 +346,12 @@ async def run_official_client(
 async def test_official_client_streams_to_embedded_recognizer(tmp_path: Path) -> None:
     if not shutil.which(ESPEAK):
         pytest.skip("espeak-ng is not installed")
-    from ivr_bridge.local.server import LocalRecognizer, LocalRecognizerConfig
+    from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer
 
     wav, audio_ms = speech_wav(tmp_path, "hello world. please call me back tomorrow morning.")
     api_key = "local-test-key-0123456789"
-    rec = LocalRecognizer(
-        LocalRecognizerConfig(host="127.0.0.1", port=0, api_key=api_key), SYSTEM_CLOCK
+    rec = EmbeddedSpeechKitServer(
+        EmbeddedServerConfig(host="127.0.0.1", port=0, api_key=api_key), SYSTEM_CLOCK
     )
     port = await rec.start()
     try:

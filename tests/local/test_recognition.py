@@ -18,7 +18,7 @@ import pytest
 
 from ivr_bridge._proto import stt_v3_pb2 as pb
 from ivr_bridge.clock import ScaledClock
-from ivr_bridge.local import server as srv
+from ivr_bridge.local import rules, session
 from ivr_bridge.local.normalize import normalize_text
 from ivr_bridge.model import EndOfUtterance, FinalResult, PartialResult, StatusReport
 from ivr_bridge.recognition.base import SessionConfig
@@ -164,7 +164,7 @@ async def test_slow_decoding_is_not_client_idleness(start_local: StartFn, speech
     clock = ScaledClock(20)
     _, client = await start_local(clock=clock)
     requests = [options(), *chunks(speech_8k, 640)]  # 40 ms chunks: more than the read-ahead
-    assert len(requests) > srv.QUEUE_SIZE
+    assert len(requests) > session.QUEUE_SIZE
     out = await client.run(requests, clock=clock)
     assert out.code == grpc.StatusCode.OK, out.details
     assert "final" in out.events()
@@ -174,7 +174,7 @@ async def test_results_before_the_limit_are_delivered(
     start_local: StartFn, speech_8k: bytes
 ) -> None:
     limit = audio_ms(speech_8k) + 2000
-    _, client = await start_local(limits=srv.LocalLimits(max_audio_ms=limit))
+    _, client = await start_local(limits=rules.LocalLimits(max_audio_ms=limit))
     call = client.open()
     responses: list[pb.StreamingResponse] = []
     for request in [options(), *chunks(speech_8k), silence(1000)]:

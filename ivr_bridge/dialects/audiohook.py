@@ -537,7 +537,9 @@ class AudioHookDialect:
         return self._state in (ACTIVE, PAUSED) and not self._probe
 
     def _queue_event(self, entities: list[dict[str, Any]]) -> None:
-        if not self._events_allowed() or self._position < self._hold_events_until:
+        # The stream clock (audio received or reported skipped) measures the 429 back-off.
+        clock = max(self._position, self._timeline)
+        if not self._events_allowed() or clock < self._hold_events_until:
             self.counters.events_dropped += 1
             return
         self._queue("event", {"entities": entities})
@@ -671,9 +673,15 @@ class AudioHookDialect:
         if position < self._position:
             raise _protocol("position went backwards")
         self._position = position
-        # Audio the position says was skipped lands on the timeline before this message acts.
+        # Audio the position says was skipped lands on the timeline before this message acts;
+        # undone if the message turns out invalid, so counters match the events given out.
+        saved = (self._timeline, self._gap_samples, self.counters.gap_ms)
         events = self._catch_up() if self._state == ACTIVE else []
-        return [*events, *handler(parameters)]
+        try:
+            return [*events, *handler(parameters)]
+        except DialectError:
+            self._timeline, self._gap_samples, self.counters.gap_ms = saved
+            raise
 
     def _ignored(self) -> list[DialectEvent]:
         self.counters.ignored_messages += 1

@@ -53,7 +53,8 @@ class PacedStream:
     ``send`` never blocks the caller: audio packets go to a queue of at most ``max_queued``
     packets (the rest are counted in ``playback_dropped``) that a writer task releases one
     packet-duration apart; other packets (hang-up) keep their place in the same queue.
-    ``close`` lets queued playback finish for up to ``linger_s``, then closes the socket.
+    ``close`` lets queued playback finish for up to ``linger_s`` (not at all once the peer
+    closed its side), then closes the socket.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class PacedStream:
         self._idle.set()
         self._pacer: asyncio.Task[None] | None = None
         self._closed = False
+        self._peer_gone = False
         self.playback_sent = 0
         self.playback_dropped = 0
 
@@ -88,8 +90,11 @@ class PacedStream:
         try:
             data = await self._reader.read(self._read_size)
         except (ConnectionError, OSError):
+            data = b""
+        if not data:
+            self._peer_gone = True
             return None
-        return data or None
+        return data
 
     async def send(self, message: str | bytes) -> None:
         if self._closed:
@@ -109,7 +114,7 @@ class PacedStream:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self._closed:
             return
-        if self._queue:
+        if self._queue and not self._peer_gone:  # nobody to play to once Asterisk hung up
             with contextlib.suppress(TimeoutError):
                 await self._clock.wait_for(self._idle.wait(), self._linger_s)
         self._closed = True

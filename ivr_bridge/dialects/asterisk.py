@@ -300,6 +300,7 @@ class AsteriskCounters:
     xon: int = 0
     driver_errors: int = 0  # Asterisk's own ERROR notifications (bad command etc.)
     unknown_events: int = 0
+    after_close: int = 0  # frames that crossed our own close, ignored
     playback_frames_sent: int = 0
     playback_frames_queued: int = 0  # held back while XOFF
     playback_frames_dropped: int = 0  # the XOFF queue was full
@@ -382,6 +383,9 @@ class AsteriskDialect:
     def receive_text(self, text: str) -> list[DialectEvent]:
         """Feed one control message. Raises DialectError; never anything else."""
         self.counters.messages += 1
+        if self._close is not None:
+            self.counters.after_close += 1  # racing our own goodbye: not the PBX's fault
+            return []
         if self._ended:
             raise _protocol("message after hangup")
         try:
@@ -400,6 +404,9 @@ class AsteriskDialect:
     def receive_bytes(self, data: bytes) -> list[DialectEvent]:
         """Feed one binary media frame in the MEDIA_START format."""
         self.counters.messages += 1
+        if self._close is not None:
+            self.counters.after_close += 1  # racing our own goodbye: not the PBX's fault
+            return []
         if self._ended:
             raise _protocol("media after hangup")
         fmt = self._format
@@ -516,7 +523,7 @@ class AsteriskDialect:
         """Queue a request for Asterisk; then send ``data_to_send()``."""
         if isinstance(request, SendEvent):
             raise UnsupportedRequest("chan_websocket carries no event messages")
-        if not self._started or self._ended:
+        if not self._started or self._ended or self._close is not None:
             return  # racing the hang-up is normal: nothing left to play to
         if isinstance(request, PlayAudio):
             self._play(request)
@@ -529,7 +536,6 @@ class AsteriskDialect:
             self._command("FLUSH_MEDIA")
         elif isinstance(request, Disconnect):
             self._command("HANGUP")
-            self._ended = True
             self._close = (1000, request.reason[:120] or "call ended")
 
     def close(self, reason: str) -> None:

@@ -250,6 +250,7 @@ class AudioForkCounters:
     marks_cleared: int = 0
     play_done: int = 0
     unknown_messages: int = 0
+    after_close: int = 0  # frames that crossed our own close, ignored
     playback_bytes: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -326,6 +327,9 @@ class AudioForkDialect:
     def receive_text(self, text: str) -> list[DialectEvent]:
         """Feed one text frame: the metadata first, then DTMF and playout notices."""
         self.counters.messages += 1
+        if self._close is not None:
+            self.counters.after_close += 1  # racing our own goodbye: not the PBX's fault
+            return []
         if self._ended:
             raise _protocol("message after the stream ended")
         try:
@@ -338,6 +342,9 @@ class AudioForkDialect:
     def receive_bytes(self, data: bytes) -> list[DialectEvent]:
         """Feed one binary frame of L16 (interleaved for stereo)."""
         self.counters.messages += 1
+        if self._close is not None:
+            self.counters.after_close += 1  # racing our own goodbye: not the PBX's fault
+            return []
         if self._ended:
             raise _protocol("audio after the stream ended")
         events: list[DialectEvent] = []
@@ -498,7 +505,7 @@ class AudioForkDialect:
         """Queue a request for the platform; then send ``data_to_send()``."""
         if isinstance(request, SendMark) and "mark" not in self.capabilities:
             raise UnsupportedRequest("marks need jambonz bidirectional streaming")
-        if not self._started or self._ended:
+        if not self._started or self._ended or self._close is not None:
             return
         if isinstance(request, PlayAudio):
             self._play(request)
@@ -510,7 +517,6 @@ class AudioForkDialect:
             self._event(request.data)
         elif isinstance(request, Disconnect):
             self._json({"type": "disconnect"})
-            self._ended = True
             self._close = (1000, request.reason[:120] or "call ended")
 
     def close(self, reason: str) -> None:

@@ -225,6 +225,7 @@ class VonageCounters:
     marks: int = 0
     cleared: int = 0
     unknown_events: int = 0
+    after_close: int = 0  # frames that crossed our own close, ignored
     playback_frames: int = 0
     playback_frames_dropped: int = 0  # beyond max_play_frames in one PlayAudio
 
@@ -280,6 +281,9 @@ class VonageDialect:
     def receive_text(self, text: str) -> list[DialectEvent]:
         """Feed one text frame: websocket:connected first, then events."""
         self.counters.messages += 1
+        if self._close is not None:
+            self.counters.after_close += 1  # racing our own goodbye: not the PBX's fault
+            return []
         if self._ended:
             raise _protocol("message after the call ended")
         message = _loads(text)
@@ -305,6 +309,9 @@ class VonageDialect:
     def receive_bytes(self, data: bytes) -> list[DialectEvent]:
         """Feed one binary frame of L16 at the negotiated rate."""
         self.counters.messages += 1
+        if self._close is not None:
+            self.counters.after_close += 1  # racing our own goodbye: not the PBX's fault
+            return []
         if self._ended:
             raise _protocol("audio after the call ended")
         if not self._started:
@@ -383,7 +390,7 @@ class VonageDialect:
         """Queue a request for Vonage; then send ``data_to_send()``."""
         if isinstance(request, SendEvent):
             raise UnsupportedRequest("Vonage websockets carry no event messages")
-        if not self._started or self._ended:
+        if not self._started or self._ended or self._close is not None:
             return
         if isinstance(request, PlayAudio):
             self._play(request)
@@ -392,7 +399,6 @@ class VonageDialect:
         elif isinstance(request, ClearAudio):
             self._json({"action": "clear"})
         elif isinstance(request, Disconnect):
-            self._ended = True
             self._close = (1000, request.reason[:120] or "call ended")
 
     def close(self, reason: str) -> None:

@@ -230,6 +230,9 @@ def test_play_mark_clear_disconnect(control: str) -> None:
     assert dialect.close_to_send() == (1000, "completed")
     dialect.send(PlayAudio(tone(20, 8000), 8000))  # after hang-up: nothing
     assert dialect.data_to_send() == []
+    assert dialect.receive_text("MEDIA_XON") == []  # crossing our HANGUP on the wire
+    assert dialect.receive_bytes(b"\xff" * 160) == []
+    assert dialect.counters.after_close == 2
 
 
 def test_long_playback_is_split_below_the_message_limit() -> None:

@@ -235,6 +235,9 @@ def test_events_and_disconnect() -> None:
     assert dialect.close_to_send() == (1000, "completed")
     dialect.send(PlayAudio(tone(20, 8000), 8000))
     assert dialect.data_to_send() == []
+    assert dialect.receive_bytes(b"\0\0") == []  # audio still in flight after our goodbye
+    assert dialect.receive_text('{"type":"playDone"}') == []
+    assert dialect.counters.after_close == 2
 
 
 def test_requests_before_start_and_close() -> None:

@@ -188,6 +188,9 @@ def test_mark_clear_disconnect() -> None:
     assert dialect.close_to_send() == (1000, "completed")
     dialect.send(PlayAudio(tone(20, 8000), 8000))
     assert dialect.data_to_send() == []
+    assert dialect.receive_bytes(b"\0\0" * 320) == []  # still in flight after our close
+    assert dialect.receive_text("not even json") == []
+    assert dialect.counters.after_close == 2
 
 
 def test_requests_before_connected_and_close() -> None:

@@ -148,3 +148,24 @@ def test_allow_list_parsing() -> None:
     assert len(networks) == 3
     with pytest.raises(ValueError):
         parse_allow_list(["not-an-address"])
+
+
+async def test_no_lingering_for_a_peer_that_hung_up() -> None:
+    """Once Asterisk closed its side, close() drops queued playback instead of waiting."""
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Real time and a 10-minute linger: waiting for the queue would hit the test timeout.
+    stream = PacedStream(reader, writer, linger_s=600)
+    assert await stream.recv() is None
+    for i in range(50):
+        await stream.send(encode_frame(0x10, bytes([i]) * 320))
+    await stream.close()
+    assert stream.playback_sent + stream.playback_dropped == 50
+    assert stream.playback_dropped > 0
+    server.close()
+    await server.wait_closed()

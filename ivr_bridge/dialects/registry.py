@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ivr_bridge.dialects import exotel, plivo, signalwire, telnyx, twilio
+from ivr_bridge.dialects import (
+    asterisk,
+    audiohook,
+    exotel,
+    freeswitch,
+    plivo,
+    signalwire,
+    telnyx,
+    twilio,
+    vonage,
+)
 from ivr_bridge.dialects.base import DialectFactory, DialectSettings, DialectSpec
 from ivr_bridge.errors import ConfigError
 
@@ -22,6 +32,11 @@ SPECS: tuple[DialectSpec, ...] = (
     telnyx.SPEC,
     plivo.SPEC,
     exotel.SPEC,
+    audiohook.SPEC,
+    asterisk.SPEC,
+    freeswitch.SPEC,
+    freeswitch.JAMBONZ_SPEC,
+    vonage.SPEC,
 )
 
 

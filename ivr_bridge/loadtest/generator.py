@@ -2,69 +2,44 @@
 
 One ticker drives every call: tick k is due at ``t0 + k * 20 ms`` (absolute, so lateness never
 accumulates), and at each tick every live call sends its next frame. Calls join over the ramp,
-each on the tick its start falls on. Send times are kept per call for the runner to join with
+each on the tick its start falls on. Any dialect with a simulator encoder can be played;
+its 20 ms frames carry the tagged audio. Send times are kept per call for the runner to join with
 the probe's receipts; lateness (actual send - schedule) is kept per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import audioop
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from ivr_bridge.dialects.registry import spec_named
 from ivr_bridge.loadtest.tagging import tagged_frame
+from ivr_bridge.simulate import make_encoder
+from ivr_bridge.simulators.base import ClientAuth, ClientEncoder
 
 FRAME_S = 0.020
 
 
-class CallClient(Protocol):
-    """What the generator needs of a dialect's client side (the platform's frames)."""
+def frame_pcm(encoder: ClientEncoder, call_no: int) -> bytes:
+    """One frame of the call's tagged audio as PCM16 at the encoder's rate.
 
-    path: str
-
-    def headers(self) -> Mapping[str, str]: ...
-
-    def opening(self) -> list[str | bytes]: ...
-
-    def media(self, mulaw: bytes) -> str | bytes: ...
-
-    def closing(self) -> list[str | bytes]: ...
-
-
-class TwilioClient:
-    """Twilio Media Streams as Twilio sends them (one inbound track, mu-law 8 kHz)."""
-
-    path = "/twilio"
-
-    def __init__(self) -> None:
-        from ivr_bridge.dialects.twilio import TwilioStreamEncoder
-
-        self._enc = TwilioStreamEncoder()
-
-    def headers(self) -> Mapping[str, str]:
-        return {}
-
-    def opening(self) -> list[str | bytes]:
-        return [self._enc.connected(), self._enc.start()]
-
-    def media(self, mulaw: bytes) -> str | bytes:
-        return self._enc.media(mulaw)
-
-    def closing(self) -> list[str | bytes]:
-        return [self._enc.stop()]
-
-
-CLIENTS: dict[str, Callable[[], CallClient]] = {"twilio": TwilioClient}
+    The tag is built as mu-law and decoded, so a mu-law platform re-encodes it exactly and an
+    L16 platform carries the decoded samples unchanged; either way ``read_tag`` recovers it.
+    """
+    samples = encoder.sample_rate * encoder.frame_ms // 1000
+    return audioop.ulaw2lin(tagged_frame(call_no, samples), 2)
 
 
 @dataclass(slots=True)
 class CallRecord:
     call_no: int
+    frame_samples: int = 160
     send_times: list[float] = field(default_factory=list)  # wall clock, one per frame sent
     lateness_ms: list[float] = field(default_factory=list)
     ok: bool = False
@@ -74,28 +49,30 @@ class CallRecord:
 @dataclass(slots=True)
 class _Live:
     record: CallRecord
-    client: CallClient
+    client: ClientEncoder
     ws: ClientConnection
     frame: bytes
     frames_left: int
 
 
-async def _drain(ws: ClientConnection) -> None:
-    """Read and drop whatever the bridge sends (back-channel frames), until it closes."""
+async def _answer(ws: ClientConnection, client: ClientEncoder) -> None:
+    """Answer what the bridge sends (AudioHook's pongs, say) and drop the rest, until close."""
     try:
-        async for _ in ws:
-            pass
+        async for frame in ws:
+            for reply in client.on_server_frame(frame):
+                await ws.send(reply)
     except WebSocketException:
         return
 
 
 async def _open(
-    url: str, record: CallRecord, client: CallClient, frames: int, open_timeout: float
+    url: str, record: CallRecord, client: ClientEncoder, frames: int, open_timeout: float
 ) -> _Live | None:
+    target, headers = client.upgrade(url)
     try:
         ws = await connect(
-            url + client.path,
-            additional_headers=dict(client.headers()),
+            target,
+            additional_headers=headers,
             open_timeout=open_timeout,
             compression=None,
             max_size=1 << 20,
@@ -105,8 +82,9 @@ async def _open(
     except (OSError, TimeoutError, WebSocketException) as exc:
         record.error = type(exc).__name__
         return None
-    asyncio.get_running_loop().create_task(_drain(ws))
-    return _Live(record, client, ws, tagged_frame(record.call_no), frames)
+    asyncio.get_running_loop().create_task(_answer(ws, client))
+    record.frame_samples = client.sample_rate * client.frame_ms // 1000
+    return _Live(record, client, ws, frame_pcm(client, record.call_no), frames)
 
 
 async def _finish(live: _Live) -> None:
@@ -128,9 +106,15 @@ async def run_calls(
     ramp_s: float,
     progress: Callable[[int, int, int], None] | None = None,
     open_timeout: float = 10.0,
+    auth: ClientAuth | None = None,
 ) -> list[CallRecord]:
     """Play ``calls`` calls of ``duration_s`` each; returns one record per call."""
-    make_client = CLIENTS[dialect]
+
+    path = spec_named(dialect).default_path
+
+    def make_client() -> ClientEncoder:
+        return make_encoder(dialect, auth=auth)
+
     frames = max(1, round(duration_s / FRAME_S))
     records = [CallRecord(n) for n in range(calls)]
     live: list[_Live] = []
@@ -148,7 +132,7 @@ async def run_calls(
             await asyncio.sleep(delay)
         while next_call < calls and start_tick[next_call] <= tick:
             task = asyncio.create_task(
-                _open(url, records[next_call], make_client(), frames, open_timeout)
+                _open(url + path, records[next_call], make_client(), frames, open_timeout)
             )
             pending.add(task)
             next_call += 1
@@ -161,7 +145,8 @@ async def run_calls(
         for call in live:
             now = time.monotonic()
             try:
-                await call.ws.send(call.client.media(call.frame))
+                frame, _ = call.client.audio(call.frame, "inbound")
+                await call.ws.send(frame)
             except WebSocketException as exc:
                 call.record.error = type(exc).__name__
                 continue

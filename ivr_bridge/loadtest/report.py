@@ -22,7 +22,9 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def upstream_delays(
-    send_times: dict[int, list[float]], receipts: Iterable[tuple[int, int, float]]
+    send_times: dict[int, list[float]],
+    receipts: Iterable[tuple[int, int, float]],
+    frame_samples: dict[int, int] | None = None,
 ) -> list[float]:
     """Per frame: the probe's receipt of the chunk that completed it, minus its send time (ms).
 
@@ -36,7 +38,8 @@ def upstream_delays(
         if sent is None:
             continue
         first = done.get(call, 0)
-        last = min(end_sample // FRAME_SAMPLES, len(sent))
+        size = (frame_samples or {}).get(call, FRAME_SAMPLES)
+        last = min(end_sample // size, len(sent))
         for k in range(first, last):
             delays.append((received - sent[k]) * 1000)
         done[call] = max(first, last)

@@ -29,6 +29,7 @@ from ivr_bridge.loadtest.report import (
     percentile,
     upstream_delays,
 )
+from ivr_bridge.simulators.base import ClientAuth
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class LoadTestOptions:
     duration_s: float = 10.0
     ramp_s: float = 2.0
     dialect: str = "twilio"
+    auth: ClientAuth | None = None
     # The server command; {port}, {recognizer} and {events} are filled in. Empty: ivr-bridge.
     server_cmd: Sequence[str] = ()
     server_env: dict[str, str] = field(default_factory=dict)
@@ -144,6 +146,7 @@ async def run_loadtest(
                 duration_s=options.duration_s,
                 ramp_s=options.ramp_s,
                 progress=tick,
+                auth=options.auth,
             )
             after = procstat.sample(server.pid)
             watcher.cancel()
@@ -154,7 +157,7 @@ async def run_loadtest(
         receipts = parse_receipts(receipts_path.read_text()) if receipts_path.exists() else []
         lines = events.read_text().splitlines() if events.exists() else []
     sends = {r.call_no: r.send_times for r in records}
-    delays = upstream_delays(sends, receipts)
+    delays = upstream_delays(sends, receipts, {r.call_no: r.frame_samples for r in records})
     lateness = [x for r in records for x in r.lateness_ms]
     latencies, dropped = event_latencies(lines)
     frames_sent = sum(len(r.send_times) for r in records)

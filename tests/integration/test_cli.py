@@ -37,6 +37,9 @@ def test_serve_simulate_and_sigterm(tmp_path: Path) -> None:
         "IVR_BRIDGE_SPEECHKIT_LANGUAGES": "en-US",
         "IVR_BRIDGE_EVENTS_STDOUT": "true",
         "IVR_BRIDGE_EVENTS_INCLUDE_PARTIALS": "false",
+        # --fast sends 26 s of audio at once; on a loaded machine PocketSphinx needs more than
+        # the default 5 s to finish decoding it after hang-up.
+        "IVR_BRIDGE_SESSION_DRAIN_TIMEOUT_S": "30",
     }
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", "0", "--events-jsonl", str(events)],

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge.clock import ScaledClock
 from ivr_bridge.config import EmbeddedSettings, ServerSettings, Settings, SpeechKitSettings
-from ivr_bridge.dialects.twilio import TwilioStreamEncoder
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 
 HOUR = 3600.0
 

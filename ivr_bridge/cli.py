@@ -40,16 +40,40 @@ def _settings(args: argparse.Namespace) -> Settings:
 # ---- serve ----------------------------------------------------------------------------
 
 
+class StartupFailed(Exception):
+    """The service could not start; the message is the one line the operator sees."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
 async def _serve(settings: Settings) -> int:
     from ivr_bridge.app import BridgeApp
 
     app = BridgeApp(settings)
-    await app.start()
+    try:
+        await app.start()
+    except ConfigError as exc:
+        raise StartupFailed(str(exc)) from None
+    except Exception as exc:  # any other cause still gets one line, not a traceback
+        raise StartupFailed(_one_line(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reopening: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        # logrotate's signal: reopen the event files; never a reason to end calls.
+        log.info("sighup_received")
+        task = asyncio.create_task(app.reopen_sinks())
+        reopening.add(task)
+        task.add_done_callback(reopening.discard)
+
     if sys.platform != "win32":  # asyncio has no signal handlers on Windows
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
     log.info("serving", url=app.url(), health=app.url("/healthz").replace("ws://", "http://"))
     await stop.wait()
     log.info("shutdown_requested", drain_timeout_s=settings.server.drain_timeout_s)
@@ -83,11 +107,14 @@ async def _simulate(args: argparse.Namespace) -> int:
 async def _local_recognizer(args: argparse.Namespace) -> int:
     from ivr_bridge.local.server import LocalRecognizerConfig, serve_forever
 
-    await serve_forever(
-        LocalRecognizerConfig(
-            host=args.host, port=args.port, api_key=args.api_key or None, engine=args.engine
+    try:
+        await serve_forever(
+            LocalRecognizerConfig(
+                host=args.host, port=args.port, api_key=args.api_key or None, engine=args.engine
+            )
         )
-    )
+    except OSError as exc:
+        raise StartupFailed(f"--host/--port: {_one_line(exc)}") from None
     return 0
 
 
@@ -100,6 +127,7 @@ def sample_call_path() -> Path:
 
 async def _demo(args: argparse.Namespace) -> int:
     from ivr_bridge.app import BridgeApp
+    from ivr_bridge.clock import SYSTEM_CLOCK
     from ivr_bridge.config import EmbeddedSettings, ServerSettings, SpeechKitSettings
     from ivr_bridge.events.console import CallbackSink, ConsoleSink
     from ivr_bridge.model import UtteranceEvent
@@ -120,8 +148,11 @@ async def _demo(args: argparse.Namespace) -> int:
         if event.type == "call_ended":
             ended.set()
 
+    clock = SYSTEM_CLOCK
     app = BridgeApp(
-        settings, sinks=[ConsoleSink(include_partials=not args.no_partials), CallbackSink(collect)]
+        settings,
+        clock=clock,
+        sinks=[ConsoleSink(include_partials=not args.no_partials), CallbackSink(collect)],
     )
     print(f"ivr-bridge demo: starting the bridge and the embedded recognizer ({wav.name})")
     await app.start()
@@ -131,7 +162,7 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         report = await simulate_call(app.url(), wav, fast=args.fast)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), 20)
+            await clock.wait_for(ended.wait(), 20)
     finally:
         await app.stop()
     finals = [e for e in events if e.type == "final"]
@@ -230,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_local_recognizer(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except StartupFailed as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

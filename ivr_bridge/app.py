@@ -96,6 +96,13 @@ def choose_recognizer(settings: Settings) -> RecognizerChoice:
 
 
 class BridgeApp:
+    """A whole bridge built from Settings: recognizer (cloud or embedded), event sinks, server.
+
+    Await :meth:`start` (or use ``async with``), point the PBX at :meth:`url`, and await
+    :meth:`stop` once at the end with the drain timeout; ``stop`` closes everything
+    ``start`` opened, in reverse order. On SIGHUP call :meth:`reopen_sinks`.
+    """
+
     def __init__(
         self,
         settings: Settings,

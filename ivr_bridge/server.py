@@ -58,6 +58,13 @@ class _WebsocketStream:
 
 
 class BridgeServer:
+    """The websocket listener: one :class:`~ivr_bridge.call.Call` per connection, plus health.
+
+    Await :meth:`start` (returns the bound port), then at shutdown await :meth:`drain` with the
+    drain timeout, which stops taking calls, lets live ones finish, ends the rest and closes
+    the listener. :meth:`stop` closes at once without waiting for calls.
+    """
+
     def __init__(
         self,
         *,

@@ -86,6 +86,13 @@ class _Worker:
 
 
 class EventBus:
+    """Fans events out to sinks, each behind its own bounded queue, without ever blocking.
+
+    Add sinks with :meth:`add_sink` before the first :meth:`publish` (publishing never waits;
+    a full queue drops and counts). At shutdown await :meth:`aclose` once, which gives each
+    sink a bounded time to deliver what is queued; :meth:`stats` reports drops per sink.
+    """
+
     def __init__(self, queue_size: int = 1000, include_partials: bool = True) -> None:
         self._queue_size = queue_size
         self._include_partials = include_partials

@@ -90,6 +90,13 @@ class _Outcome(Enum):
 
 
 class RecognitionChannel:
+    """Recognition of one call channel (caller or agent) across sessions, outages and rotations.
+
+    The caller creates it, runs :meth:`run` as a task, feeds it with :meth:`push_audio` from
+    the reader (never blocks), and calls :meth:`end_input` when the call ends; ``run`` then
+    returns after the last session has drained. Read :meth:`accounting` after that.
+    """
+
     def __init__(
         self,
         *,

@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             settings = _settings(args)
+            _check_engine(settings)
             configure_logging(settings.logging.level, settings.logging.format)
             print(json.dumps(_public(settings), indent=2))
             return 0
@@ -267,6 +268,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _check_engine(settings: Settings) -> None:
+    """check-config catches an unknown embedded engine too, not only ``serve``."""
+    from ivr_bridge.app import choose_recognizer
+    from ivr_bridge.local.engine import available_engines
+
+    engine = settings.embedded.engine
+    if choose_recognizer(settings).embedded and engine not in available_engines():
+        raise ConfigError(
+            "embedded.engine",
+            f"unknown engine {engine!r}; available: {', '.join(available_engines())}",
+        )
 
 
 def _public(settings: Settings) -> dict[str, Any]:

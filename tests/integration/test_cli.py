@@ -170,3 +170,16 @@ def test_out_of_range_setting_is_one_line(tmp_path: Path) -> None:
     cfg.write_text("[session]\nrotate_soft_s = 1\nrotate_hard_s = 1\n")
     line = _start_failure(["--config", str(cfg)])
     assert line.startswith("configuration error: session.rotate_hard_s:")
+
+
+def test_check_config_names_an_unknown_engine() -> None:
+    out = subprocess.run(
+        [*CLI, "check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "IVR_BRIDGE_EMBEDDED_ENGINE": "nope"},
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("configuration error: embedded.engine: unknown engine 'nope'")
+    assert len(out.stderr.splitlines()) == 1

@@ -6,8 +6,12 @@ wiring.
 
 from __future__ import annotations
 
+import errno
+import inspect
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import structlog
 
@@ -15,6 +19,7 @@ from ivr_bridge.call import CallOptions
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.config import Settings
 from ivr_bridge.dialects.registry import build_routes
+from ivr_bridge.errors import ConfigError
 from ivr_bridge.events.bus import EventBus, Sink
 from ivr_bridge.events.console import ConsoleSink
 from ivr_bridge.events.jsonl import JsonlSink
@@ -92,6 +97,13 @@ def choose_recognizer(settings: Settings) -> RecognizerChoice:
 
 
 class BridgeApp:
+    """A whole bridge built from Settings: recognizer (cloud or embedded), event sinks, server.
+
+    Await :meth:`start` (or use ``async with``), point the PBX at :meth:`url`, and await
+    :meth:`stop` once at the end with the drain timeout; ``stop`` closes everything
+    ``start`` opened, in reverse order. On SIGHUP call :meth:`reopen_sinks`.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -127,25 +139,47 @@ class BridgeApp:
         return f"ws://{host}:{self.port}{path}"
 
     async def start(self) -> int:
+        """Start the recognizer, the sinks and the listener; returns the port calls connect to.
+
+        A setting that cannot be used (port taken, host unknown, events file not writable,
+        unknown engine) raises ConfigError naming it, after everything already started has
+        been stopped again. After a successful start, call :meth:`stop` (or use ``async
+        with``) exactly once.
+        """
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> int:
         s = self.settings
         routes = build_routes(s.dialects)  # a bad dialect config fails before anything starts
         choice = choose_recognizer(s)
         endpoint = choice.endpoint
         credentials: Credentials | None = None
         if choice.embedded:
-            self.embedded = EmbeddedSpeechKitServer(
-                EmbeddedServerConfig(
-                    host=s.embedded.host,
-                    port=s.embedded.port,
-                    api_key=s.embedded.api_key or None,
-                    limits=self._local_limits,
-                    engine=s.embedded.engine,
-                    workers=s.embedded.workers,
-                    faults=self._local_faults,
-                ),
-                clock=self._clock,
-            )
-            await self.embedded.start()
+            try:
+                self.embedded = EmbeddedSpeechKitServer(
+                    EmbeddedServerConfig(
+                        host=s.embedded.host,
+                        port=s.embedded.port,
+                        api_key=s.embedded.api_key or None,
+                        limits=self._local_limits,
+                        engine=s.embedded.engine,
+                        workers=s.embedded.workers,
+                        faults=self._local_faults,
+                    ),
+                    clock=self._clock,
+                )
+            except ConfigError as exc:
+                # The recognizer names its own field ("engine"); say which section it is in.
+                key = exc.key if "." in exc.key else f"embedded.{exc.key}"
+                raise ConfigError(key, exc.problem) from None
+            try:
+                await self.embedded.start()
+            except OSError as exc:
+                raise _listen_error(exc, "embedded", s.embedded.host, s.embedded.port) from None
             endpoint = self.embedded.address
             if s.embedded.api_key:
                 credentials = ApiKeyCredentials(s.embedded.api_key)
@@ -176,7 +210,18 @@ class BridgeApp:
         )
         self.bus = EventBus(s.events.queue_size, include_partials=s.events.include_partials)
         if s.events.jsonl:
-            self.bus.add_sink(JsonlSink(s.events.jsonl))
+            try:
+                self.bus.add_sink(JsonlSink(s.events.jsonl))
+            except OSError as exc:
+                # mkdir of the parent says "File exists" when a parent is a plain file.
+                why = (
+                    "a parent path is not a directory"
+                    if isinstance(exc, FileExistsError | NotADirectoryError)
+                    else exc.strerror or type(exc).__name__
+                )
+                raise ConfigError(
+                    "events.jsonl", f"cannot append to {str(Path(s.events.jsonl))!r}: {why}"
+                ) from None
         if s.events.stdout:
             self.bus.add_sink(ConsoleSink(include_partials=s.events.include_partials))
         if s.events.webhook:
@@ -208,7 +253,30 @@ class BridgeApp:
             recognizer_label="embedded" if choice.embedded else endpoint,
             clock=self._clock,
         )
-        return await self.server.start()
+        try:
+            return await self.server.start()
+        except OSError as exc:
+            raise _listen_error(exc, "server", s.server.host, s.server.port) from None
+
+    async def reopen_sinks(self) -> bool:
+        """After logrotate (SIGHUP): ask the event bus to reopen its file sinks.
+
+        Returns False, with a log line saying so, when the bus offers no ``reopen()``; then
+        files stay open on their old inode until restart. Safe to call at any time.
+        """
+        reopen = getattr(self.bus, "reopen", None)
+        if not callable(reopen):
+            log.warning("sinks_reopen_unsupported", why="the event bus offers no reopen()")
+            return False
+        try:
+            result = reopen()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            log.warning("sinks_reopen_failed", error=type(exc).__name__)
+            return False
+        log.info("sinks_reopened")
+        return True
 
     async def stop(self, drain_timeout_s: float = 0.0) -> None:
         if self.server is not None:
@@ -233,3 +301,17 @@ class BridgeApp:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _listen_error(exc: OSError, section: str, host: str, port: int) -> ConfigError:
+    """A bind failure as one sentence that names the setting to change."""
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(f"{section}.host", f"cannot resolve {host!r}")
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"{section}.port", f"{host}:{port} is already in use")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(f"{section}.host", f"{host!r} is not an address of this machine")
+    if exc.errno == errno.EACCES:
+        return ConfigError(f"{section}.port", f"no permission to listen on port {port}")
+    reason = exc.strerror or str(exc).splitlines()[0][:200] or type(exc).__name__
+    return ConfigError(f"{section}.host", f"cannot listen on {host}:{port}: {reason}")

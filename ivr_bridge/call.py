@@ -65,6 +65,14 @@ class CallOptions:
 
 
 class Call:
+    """One PBX connection from its first message to ``call_ended``.
+
+    The server builds one per websocket and awaits :meth:`run` once; it returns after the
+    socket is closed, every channel has drained and ``call_ended`` is on the bus. To end the
+    call early (shutdown), call :meth:`request_stop` and keep awaiting ``run``; read
+    ``end_reason`` afterwards.
+    """
+
     def __init__(
         self,
         *,

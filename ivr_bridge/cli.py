@@ -40,16 +40,40 @@ def _settings(args: argparse.Namespace) -> Settings:
 # ---- serve ----------------------------------------------------------------------------
 
 
+class StartupFailed(Exception):
+    """The service could not start; the message is the one line the operator sees."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
 async def _serve(settings: Settings) -> int:
     from ivr_bridge.app import BridgeApp
 
     app = BridgeApp(settings)
-    await app.start()
+    try:
+        await app.start()
+    except ConfigError as exc:
+        raise StartupFailed(str(exc)) from None
+    except Exception as exc:  # any other cause still gets one line, not a traceback
+        raise StartupFailed(_one_line(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reopening: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        # logrotate's signal: reopen the event files; never a reason to end calls.
+        log.info("sighup_received")
+        task = asyncio.create_task(app.reopen_sinks())
+        reopening.add(task)
+        task.add_done_callback(reopening.discard)
+
     if sys.platform != "win32":  # asyncio has no signal handlers on Windows
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
     log.info("serving", url=app.url(), health=app.url("/healthz").replace("ws://", "http://"))
     await stop.wait()
     log.info("shutdown_requested", drain_timeout_s=settings.server.drain_timeout_s)
@@ -101,15 +125,18 @@ async def _local_recognizer(args: argparse.Namespace) -> int:
     from ivr_bridge.local.server import EmbeddedServerConfig, default_workers, serve_forever
 
     workers = default_workers() if args.workers is None else args.workers
-    await serve_forever(
-        EmbeddedServerConfig(
-            host=args.host,
-            port=args.port,
-            api_key=args.api_key or None,
-            engine=args.engine,
-            workers=workers,
+    try:
+        await serve_forever(
+            EmbeddedServerConfig(
+                host=args.host,
+                port=args.port,
+                api_key=args.api_key or None,
+                engine=args.engine,
+                workers=workers,
+            )
         )
-    )
+    except OSError as exc:
+        raise StartupFailed(f"--host/--port: {_one_line(exc)}") from None
     return 0
 
 
@@ -122,6 +149,7 @@ def sample_call_path() -> Path:
 
 async def _demo(args: argparse.Namespace) -> int:
     from ivr_bridge.app import BridgeApp
+    from ivr_bridge.clock import SYSTEM_CLOCK
     from ivr_bridge.config import EmbeddedSettings, ServerSettings, SpeechKitSettings
     from ivr_bridge.events.console import CallbackSink, ConsoleSink
     from ivr_bridge.model import UtteranceEvent
@@ -142,8 +170,11 @@ async def _demo(args: argparse.Namespace) -> int:
         if event.type == "call_ended":
             ended.set()
 
+    clock = SYSTEM_CLOCK
     app = BridgeApp(
-        settings, sinks=[ConsoleSink(include_partials=not args.no_partials), CallbackSink(collect)]
+        settings,
+        clock=clock,
+        sinks=[ConsoleSink(include_partials=not args.no_partials), CallbackSink(collect)],
     )
     print(f"ivr-bridge demo: starting the bridge and the embedded recognizer ({wav.name})")
     await app.start()
@@ -153,7 +184,7 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         report = await simulate_call(app.url(), wav, fast=args.fast)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), 20)
+            await clock.wait_for(ended.wait(), 20)
     finally:
         await app.stop()
     finals = [e for e in events if e.type == "final"]
@@ -250,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             settings = _settings(args)
+            _check_engine(settings)
             configure_logging(settings.logging.level, settings.logging.format)
             print(json.dumps(_public(settings), indent=2))
             return 0
@@ -267,8 +299,24 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except StartupFailed as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _check_engine(settings: Settings) -> None:
+    """check-config catches an unknown embedded engine too, not only ``serve``."""
+    from ivr_bridge.app import choose_recognizer
+    from ivr_bridge.local.engine import available_engines
+
+    engine = settings.embedded.engine
+    if choose_recognizer(settings).embedded and engine not in available_engines():
+        raise ConfigError(
+            "embedded.engine",
+            f"unknown engine {engine!r}; available: {', '.join(available_engines())}",
+        )
 
 
 def _public(settings: Settings) -> dict[str, Any]:

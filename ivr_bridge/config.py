@@ -119,6 +119,10 @@ class Settings:
     logging: LoggingSettings = LoggingSettings()
     dialects: Mapping[str, DialectSettings] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Settings built in code (tests, the demo, embedders) get the same checks as a file.
+        validate(self)
+
 
 _T = TypeVar("_T")
 
@@ -218,10 +222,24 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError(name, "expected a table")
         parts[name] = _section(name, cls, table, env)
     parts["dialects"] = _dialect_sections(data.get("dialects", {}), env)
-    settings = Settings(**parts)
-    validate(settings)
-    _check_dialects(settings)
-    return settings
+    return Settings(**parts)  # validated on construction
+
+
+# SpeechKit streaming limits: a session ends after 5 minutes or 10 MB of audio.
+SPEECHKIT_MAX_SESSION_S = 300.0
+SPEECHKIT_MAX_SESSION_BYTES = 10 * 1024 * 1024
+MAX_MESSAGE_BYTES_LIMIT = 1 << 20  # the largest PBX frame we know of is a few KiB
+MIN_ROTATE_S = 10.0  # every session costs a handshake; rotating faster is a misconfiguration
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _check(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(key, problem)
+
+
+def _positive(value: float, key: str, upper: float, unit: str = "s") -> None:
+    _check(0 < value <= upper, key, f"must be > 0 and at most {upper:g} {unit}")
 
 
 # ---- [dialects.NAME] ----------------------------------------------------------------------
@@ -292,47 +310,105 @@ def _check_dialects(settings: Settings) -> None:
 
 
 def validate(s: Settings) -> None:
-    if not 0 <= s.server.port <= 65535:
-        raise ConfigError("server.port", "must be 0..65535")
-    if s.server.max_message_bytes < 1024:
-        raise ConfigError("server.max_message_bytes", "must be at least 1024")
-    if s.speechkit.api not in {"v3"}:
-        raise ConfigError("speechkit.api", "supported: v3")
-    secrets = [
-        k for k in ("api_key", "iam_token", "service_account_key_file") if getattr(s.speechkit, k)
-    ]
+    """Ranges and relations of every setting; raises ConfigError naming the first bad key."""
+    _validate_server(s.server)
+    _validate_speechkit(s.speechkit)
+    _check(0 <= s.embedded.port <= 65535, "embedded.port", "must be 0..65535")
+    _check(bool(s.embedded.engine.strip()), "embedded.engine", "must not be empty")
+    _validate_session(s.session)
+    _validate_events(s.events)
+    _check(
+        s.logging.level.lower() in {"debug", "info", "warning", "error"},
+        "logging.level",
+        "expected debug, info, warning or error",
+    )
+    _check(s.logging.format in {"console", "json"}, "logging.format", "expected console or json")
+    _check_dialects(s)
+
+
+def _validate_server(srv: ServerSettings) -> None:
+    _check(
+        bool(srv.host) and not any(c.isspace() for c in srv.host),
+        "server.host",
+        "must be a host name or address without spaces",
+    )
+    _check(0 <= srv.port <= 65535, "server.port", "must be 0..65535")
+    _check(
+        1024 <= srv.max_message_bytes <= MAX_MESSAGE_BYTES_LIMIT,
+        "server.max_message_bytes",
+        f"must be 1024..{MAX_MESSAGE_BYTES_LIMIT} (at least 1024)",
+    )
+    _positive(srv.ping_interval_s, "server.ping_interval_s", 600)
+    # websockets treats a zero timeout as already expired: every connection would drop.
+    _positive(srv.ping_timeout_s, "server.ping_timeout_s", 600)
+    _positive(srv.open_timeout_s, "server.open_timeout_s", 600)
+    _check(
+        0 <= srv.media_inactivity_timeout_s <= 86_400,
+        "server.media_inactivity_timeout_s",
+        "must be 0 (off) .. 86400 s",
+    )
+    _check(1 <= srv.max_calls <= 100_000, "server.max_calls", "must be 1..100000")
+    _positive(srv.drain_timeout_s, "server.drain_timeout_s", 3600)
+
+
+def _validate_speechkit(sk: SpeechKitSettings) -> None:
+    _check(sk.api in {"v3"}, "speechkit.api", "supported: v3")
+    secrets = [k for k in ("api_key", "iam_token", "service_account_key_file") if getattr(sk, k)]
     if len(secrets) > 1:
         raise ConfigError(f"speechkit.{secrets[1]}", f"set only one of {', '.join(secrets)}")
-    if s.speechkit.eou_sensitivity not in {"DEFAULT", "HIGH"}:
-        raise ConfigError("speechkit.eou_sensitivity", "expected DEFAULT or HIGH")
-    if not 20 <= s.speechkit.chunk_ms <= 1000:
-        raise ConfigError("speechkit.chunk_ms", "must be 20..1000")
-    if not s.speechkit.languages:
-        raise ConfigError("speechkit.languages", "must not be empty")
-    ka = s.session
-    if not 100 <= ka.keepalive_interval_ms <= 4000:
-        raise ConfigError(
-            "session.keepalive_interval_ms", "must be 100..4000 (SpeechKit drops at 5 s)"
-        )
-    if not 100 <= ka.keepalive_after_ms <= 4000:
-        raise ConfigError(
-            "session.keepalive_after_ms", "must be 100..4000 (SpeechKit drops at 5 s)"
-        )
-    if ka.keepalive_after_ms + ka.keepalive_interval_ms > 4500 and ka.keepalive:
+    _check(
+        sk.eou_sensitivity in {"DEFAULT", "HIGH"},
+        "speechkit.eou_sensitivity",
+        "expected DEFAULT or HIGH",
+    )
+    _check(20 <= sk.chunk_ms <= 1000, "speechkit.chunk_ms", "must be 20..1000")
+    _check(bool(sk.languages), "speechkit.languages", "must not be empty")
+    _check(
+        0 <= sk.max_pause_between_words_hint_ms <= 5000,
+        "speechkit.max_pause_between_words_hint_ms",
+        "must be 0..5000",
+    )
+    url = sk.token_url
+    _check(
+        url.startswith("https://") or url.startswith(tuple(f"http://{h}" for h in _LOOPBACK)),
+        "speechkit.token_url",
+        "must be an https:// URL (http:// only for a loopback host)",
+    )
+
+
+def _validate_session(ss: SessionSettings) -> None:
+    for key, value in (
+        ("session.keepalive_interval_ms", ss.keepalive_interval_ms),
+        ("session.keepalive_after_ms", ss.keepalive_after_ms),
+    ):
+        _check(100 <= value <= 4000, key, "must be 100..4000 (SpeechKit drops at 5 s)")
+    if ss.keepalive and ss.keepalive_after_ms + ss.keepalive_interval_ms > 4500:
         raise ConfigError("session.keepalive_after_ms", "after + interval must stay under 4500 ms")
-    if not 0 < ka.rotate_soft_s <= ka.rotate_hard_s < 300:
-        raise ConfigError("session.rotate_hard_s", "need 0 < rotate_soft_s <= rotate_hard_s < 300")
-    if not 0 < ka.rotate_soft_bytes <= ka.rotate_hard_bytes < 10 * 1024 * 1024:
-        raise ConfigError("session.rotate_hard_bytes", "need soft <= hard < 10 MB")
-    if ka.stall_timeout_s <= 0:
-        raise ConfigError("session.stall_timeout_s", "must be positive")
-    if not 1.0 <= ka.buffer_s <= 600.0:
-        raise ConfigError("session.buffer_s", "must be 1..600 seconds")
-    if s.events.queue_size < 10:
-        raise ConfigError("events.queue_size", "must be at least 10")
-    if s.events.webhook and not s.events.webhook.startswith(("http://", "https://")):
+    _check(1.0 <= ss.buffer_s <= 600.0, "session.buffer_s", "must be 1..600 seconds")
+    _positive(ss.drain_timeout_s, "session.drain_timeout_s", 300)
+    _check(
+        MIN_ROTATE_S <= ss.rotate_soft_s < ss.rotate_hard_s < SPEECHKIT_MAX_SESSION_S,
+        "session.rotate_hard_s",
+        f"need {MIN_ROTATE_S:g} <= rotate_soft_s < rotate_hard_s < "
+        f"{SPEECHKIT_MAX_SESSION_S:g} (SpeechKit's session limit)",
+    )
+    _check(
+        160_000 <= ss.rotate_soft_bytes < ss.rotate_hard_bytes < SPEECHKIT_MAX_SESSION_BYTES,
+        "session.rotate_hard_bytes",
+        "need 160000 <= rotate_soft_bytes < rotate_hard_bytes < 10 MB (SpeechKit's limit)",
+    )
+    _positive(ss.stall_timeout_s, "session.stall_timeout_s", 300)
+    _positive(ss.max_replay_s, "session.max_replay_s", 600)
+    _positive(ss.backoff_initial_s, "session.backoff_initial_s", 300)
+    _check(
+        ss.backoff_initial_s <= ss.backoff_max_s <= 300,
+        "session.backoff_max_s",
+        "need backoff_initial_s <= backoff_max_s <= 300 s",
+    )
+
+
+def _validate_events(ev: EventSettings) -> None:
+    _check(10 <= ev.queue_size <= 1_000_000, "events.queue_size", "must be 10..1000000")
+    if ev.webhook and not ev.webhook.startswith(("http://", "https://")):
         raise ConfigError("events.webhook", "must be an http(s) URL")
-    if s.logging.level.lower() not in {"debug", "info", "warning", "error"}:
-        raise ConfigError("logging.level", "expected debug, info, warning or error")
-    if s.logging.format not in {"console", "json"}:
-        raise ConfigError("logging.format", "expected console or json")
+    _positive(ev.webhook_timeout_s, "events.webhook_timeout_s", 300)

@@ -70,7 +70,8 @@ def b64(data: bytes) -> str:
 
 
 def to_dict(msg: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    result: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return result
 
 
 # ---- (a) requests: ours -> theirs --------------------------------------------------------
@@ -266,7 +267,7 @@ def test_package_service_and_method_names_match() -> None:
         unary_unary = unary_stream = stream_unary = stream_stream
 
     channel = Recording()
-    pb_grpc.RecognizerStub(channel)
+    pb_grpc.RecognizerStub(channel)  # type: ignore[no-untyped-call]  # generated, untyped
     assert channel.paths == theirs["recognizer_stub_paths"]
     assert channel.paths == ["/speechkit.stt.v3.Recognizer/RecognizeStreaming"]
 

@@ -367,6 +367,8 @@ class ServiceAccountKeyCredentials:
 
     Call :meth:`metadata` before each recognition call, :meth:`refresh` after SpeechKit says
     UNAUTHENTICATED, and :meth:`aclose` once at shutdown (it also closes an injected client).
+    ``timing`` replaces the whole schedule; without it, ``refresh_after_s`` adjusts the
+    default one. ``http_timeout_s`` bounds each exchange on the injected clock.
     """
 
     def __init__(

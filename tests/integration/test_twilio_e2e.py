@@ -203,7 +203,8 @@ async def test_metrics_count_ended_calls(bridge: Any) -> None:
     def get() -> str:
         url = f"http://127.0.0.1:{app.port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.read().decode()
+            body: bytes = resp.read()
+            return body.decode()
 
     text = await asyncio.to_thread(get)
     values = dict(

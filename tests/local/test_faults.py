@@ -106,7 +106,7 @@ async def test_metadata_faults_only_when_allowed() -> None:
 
     async def call(rec: EmbeddedSpeechKitServer) -> grpc.StatusCode:
         async with grpc.aio.insecure_channel(rec.address) as channel:
-            stub = pb_grpc.RecognizerStub(channel)
+            stub = pb_grpc.RecognizerStub(channel)  # type: ignore[no-untyped-call]
             rpc = stub.RecognizeStreaming(
                 metadata=[("x-fault-end-after-ms", "100"), ("x-fault-status", "resource_exhausted")]
             )

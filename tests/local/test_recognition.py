@@ -226,7 +226,7 @@ async def test_sessions_sharing_a_worker_process_get_the_same_words(start_local:
     """
     from ivr_bridge.audio.wav import read_wav
 
-    pcm = read_wav(SAMPLE, rate=8000)[: 2 * 8000 * 12]  # the first 12 s: three utterances
+    pcm = read_wav(SAMPLE, rate=8000)[: 2 * 8000 * 84 // 10]  # 8.4 s: two utterances
     rec, client = await start_local(workers=1)
     assert rec.pool.processes and len(rec.pool.lanes) == 1
     runs = await asyncio.gather(

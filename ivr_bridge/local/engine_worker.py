@@ -1,4 +1,4 @@
-"""An engine worker process: ``python -m ivr_bridge.local.engine_worker FD ENGINE``.
+"""An engine worker process: ``main([FD, ENGINE])`` (``python -m ivr_bridge.local.engine_worker``).
 
 Started by ``workers.ProcessBackend`` with one end of a socket pair as file descriptor FD. It
 loads the engine called ENGINE, answers ``("ready", pid)``, then serves ``(kind, sid, args)``
@@ -60,5 +60,10 @@ def worker_main(conn: Connection, engine_name: str) -> None:
         session.close()
 
 
+def main(argv: list[str]) -> None:
+    """``argv`` = [file descriptor of the socket to the parent, engine name]."""
+    worker_main(Connection(int(argv[0])), argv[1])
+
+
 if __name__ == "__main__":
-    worker_main(Connection(int(sys.argv[1])), sys.argv[2])
+    main(sys.argv[1:])

@@ -131,7 +131,11 @@ class EmbeddedSpeechKitServer:
         if not port:
             raise OSError(f"cannot bind {bind_host}:{self.config.port}")
         # Load models before serving: the first callers must not wait for them.
-        await self.pool.start()
+        try:
+            await self.pool.start()
+        except BaseException:
+            await self.pool.stop()  # the workers that did start
+            raise
         await server.start()
         self._server = server
         self._port = int(port)

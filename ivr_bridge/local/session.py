@@ -199,14 +199,16 @@ class RecognitionSession:
                 await self._drain(tasks[0])
             return result
         finally:
-            # Let a write in flight complete before cancelling the writers: grpc refuses to
-            # finish a call while one of its write operations is still pending.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._write_lock.acquire(), 1.0)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._engine.release()
+            try:
+                # Let a write in flight complete before cancelling the writers: grpc refuses
+                # to finish a call while one of its write operations is still pending.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._write_lock.acquire(), 1.0)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                self._engine.release()  # even if this call is cancelled meanwhile
 
     async def _drain(self, reader: asyncio.Task[None]) -> None:
         """Before an error status, take what the client already sent (see drain_requests)."""

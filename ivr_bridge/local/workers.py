@@ -12,7 +12,7 @@ waiting, so a session with a backlog (a client sending far faster than real time
 call per turn like everybody else; the session also cuts long audio into short calls
 (``rules.split_audio``), which bounds how long any one turn takes.
 
-Worker processes are fresh interpreters (``python -m ivr_bridge.local.engine_worker FD ENGINE``, a
+Worker processes are fresh interpreters (``engine_worker.main``, on the parent's sys.path, with a
 socket pair for requests; the parent runs gRPC threads, which ``fork`` does not survive) and
 find the engine by name, so an engine must be built in or importable as
 ``package.module:factory`` to run in processes. If a worker dies, its sessions fail (the server
@@ -25,6 +25,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -44,7 +46,14 @@ T = TypeVar("T")
 
 WORKER_START_TIMEOUT_S = 120.0  # spawn + imports + model warm-up on a busy machine
 WORKER_STOP_TIMEOUT_S = 5.0
-WORKER_MODULE = "ivr_bridge.local.engine_worker"  # the worker process entry point
+# The worker's interpreter imports from exactly the parent's sys.path (not from its working
+# directory first, as ``python -m`` would), so both sides run the same ivr_bridge.
+_PATH_ENV = "IVR_BRIDGE_WORKER_SYS_PATH"
+_BOOTSTRAP = (
+    "import json, os, sys; "
+    f"sys.path[:] = json.loads(os.environ[{_PATH_ENV!r}]); "
+    "from ivr_bridge.local.engine_worker import main; main(sys.argv[1:])"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +149,10 @@ class ProcessBackend:
         parent, child = socket.socketpair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(child.fileno()), self._engine_name],
+                [sys.executable, "-c", _BOOTSTRAP, str(child.fileno()), self._engine_name],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, _PATH_ENV: json.dumps(sys.path)},
             )
         finally:
             child.close()
@@ -247,6 +257,7 @@ class EngineLane:
         self._ready: deque[int] = deque()  # sessions with calls waiting, in turn order
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._current: _Job | None = None  # the job running on the lane's thread
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.backend.start)
@@ -257,10 +268,12 @@ class EngineLane:
         if runner is not None:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
-        for queue in self._jobs.values():
-            for job in queue:
-                if job.future is not None and not job.future.done():
-                    job.future.set_exception(RuntimeError("local recognizer stopped"))
+        stranded = [job for queue in self._jobs.values() for job in queue]
+        if self._current is not None:
+            stranded.append(self._current)
+        for job in stranded:
+            if job.future is not None and not job.future.done():
+                job.future.set_exception(RuntimeError("local recognizer stopped"))
         self._jobs.clear()
         self._ready.clear()
         loop = asyncio.get_running_loop()
@@ -311,6 +324,7 @@ class EngineLane:
                 await self._wake.wait()
                 continue
             self.calls += 1
+            self._current = job
             try:
                 result = await loop.run_in_executor(self._executor, job.fn, self.backend)
             except Exception as exc:
@@ -321,6 +335,8 @@ class EngineLane:
             else:
                 if job.future is not None and not job.future.done():
                     job.future.set_result(result)
+            finally:
+                self._current = None
 
 
 class PinnedSession:

@@ -215,3 +215,25 @@ async def test_bundled_sample_call(start_local: StartFn) -> None:
     assert [r.final_refinement.final_index for r in out.of("final_refinement")] == list(
         range(len(finals))
     )
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="bundled sample call missing")
+async def test_sessions_sharing_a_worker_process_get_the_same_words(start_local: StartFn) -> None:
+    """Two identical calls decoded at the same time in one worker process: the same words.
+
+    PocketSphinx's own dither draws from one generator per process, which made interleaved
+    sessions disagree; the engine's positional dither must not.
+    """
+    from ivr_bridge.audio.wav import read_wav
+
+    pcm = read_wav(SAMPLE, rate=8000)[: 2 * 8000 * 84 // 10]  # 8.4 s: two utterances
+    rec, client = await start_local(workers=1)
+    assert rec.pool.processes and len(rec.pool.lanes) == 1
+    runs = await asyncio.gather(
+        *(client.run([options(), *chunks(pcm, 1600), silence(1000)]) for _ in range(2))
+    )
+    texts = [[r.final.alternatives[0].text for r in out.of("final")] for out in runs]
+    assert all(out.code == grpc.StatusCode.OK for out in runs)
+    assert len(texts[0]) >= 2
+    assert texts[0] == texts[1]
+    assert rec.pool.lanes[0].calls >= 2 * (len(pcm) // 1600)  # both ran in the worker

@@ -161,3 +161,18 @@ def test_builtin_engines_resolve_by_name() -> None:
     assert {"pocketsphinx", "tones"} <= set(available_engines())
     assert get_engine("tones").name == "tones"
     assert get_engine("pocketsphinx") is get_engine("pocketsphinx")  # one per process
+
+
+def test_workers_setting() -> None:
+    import os
+
+    from ivr_bridge.config import EmbeddedSettings, load_settings
+    from ivr_bridge.errors import ConfigError
+
+    assert EmbeddedSettings().workers == (os.cpu_count() or 1)
+    assert load_settings(env={"IVR_BRIDGE_EMBEDDED_WORKERS": "0"}).embedded.workers == 0
+    with pytest.raises(ConfigError, match=r"embedded\.workers"):
+        load_settings(env={"IVR_BRIDGE_EMBEDDED_WORKERS": "-1"})
+    with pytest.raises(ConfigError, match=r"embedded\.workers"):
+        srv.EmbeddedServerConfig(workers=-2)
+    assert srv.EmbeddedServerConfig().workers == 0  # the class decodes in-process by default

@@ -368,3 +368,50 @@ def test_exotel_stop_must_name_the_call() -> None:
         dialect.receive_text(edit(enc.stop(), ["stop", "call_sid"], "OTHER"))
     assert info.value.close_code == 1002
     assert dialect.receive_text(enc.stop()) == [CallEnded("stop")]
+
+
+def test_outbound_audio_in_the_streams_own_codec() -> None:
+    alaw = TelnyxDialect()
+    alaw.receive_text(telnyx_start("PCMA"))
+    alaw.send(PlayAudio(RAMP, 8000))
+    (frame,) = alaw.data_to_send()
+    assert base64.b64decode(json.loads(frame)["media"]["payload"]) == pcm16_to_alaw(RAMP)
+    big = TelnyxDialect()
+    big.receive_text(telnyx_start("L16", 16000))
+    big.send(PlayAudio(RAMP, 16000))
+    (frame,) = big.data_to_send()
+    payload = base64.b64decode(json.loads(frame)["media"]["payload"])
+    assert payload[0::2] == RAMP[1::2] and payload[1::2] == RAMP[0::2]
+    silent = started_dialect(TwilioDialect, TwilioStreamEncoder())
+    silent.send(PlayAudio(b"", 8000))  # nothing to play: nothing sent
+    assert silent.data_to_send() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"fill_timestamp_gaps": "yes"}, "dialects.telnyx.options.fill_timestamp_gaps"),
+        ({"tracks": 5}, "dialects.telnyx.options.tracks"),
+        ({"tracks": []}, "dialects.telnyx.options.tracks"),
+        ({"l16_byte_order": "middle"}, "dialects.telnyx.options.l16_byte_order"),
+    ],
+)
+def test_bad_options_fail_at_start_up(options: dict[str, Any], key: str) -> None:
+    from ivr_bridge.dialects.base import DialectSettings
+    from ivr_bridge.dialects.registry import build_routes
+    from ivr_bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        build_routes({"telnyx": DialectSettings(options=options)})
+    assert info.value.key == key
+
+
+def test_a_single_track_name_is_accepted_as_the_tracks_option() -> None:
+    from ivr_bridge.dialects.base import DialectSettings
+    from ivr_bridge.dialects.telnyx import make_factory
+    from ivr_bridge.dialects.upgrade_auth import UpgradeRequest
+
+    factory = make_factory(DialectSettings(options={"tracks": "outbound"}))
+    dialect = factory.open(UpgradeRequest(path="/telnyx"))
+    (started,) = dialect.receive_text(telnyx_start("PCMU"))
+    assert [c.name for c in started.channels] == ["agent"]

@@ -363,3 +363,64 @@ async def test_reported_gaps_go_on_the_timeline_once() -> None:
     assert ended["audio_ms_received"] == 200
     assert ended["duration_ms"] >= 600
     assert caller["keepalive_ms"] == 400
+
+
+class StepClock:
+    """A clock that moves only when told: keepalive decisions become deterministic."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0.001)
+
+    async def wait_for(self, awaitable: Any, timeout: float | None) -> Any:
+        return await asyncio.wait_for(awaitable, None)
+
+
+class QueuedStream(ScriptedStream):
+    """Messages arrive when the test puts them."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def recv(self) -> str | bytes | None:
+        return await self.queue.get()
+
+
+async def test_a_gap_already_covered_by_keepalive_is_not_counted_twice() -> None:
+    clock = StepClock()
+    events: list[UtteranceEvent] = []
+    bus = EventBus()
+    bus.add_sink(CallbackSink(events.append))
+    stream = QueuedStream()
+    call = Call(
+        call_id="c",
+        dialect=EchoDialect(),
+        stream=stream,
+        recognizer=FakeRecognizer(),
+        options=CallOptions(session=SessionConfig(sample_rate=8000)),
+        bus=bus,
+        clock=clock,  # type: ignore[arg-type]
+    )
+    task = asyncio.create_task(call.run())
+    for message in ("open", "audio 100"):
+        await stream.queue.put(message)
+    await asyncio.sleep(0.05)
+    clock.t += 3.0  # the PBX goes quiet for 3 s: the keepalive fills it with silence
+    await asyncio.sleep(0.05)
+    # ... then says 3.5 s were lost: only the 0.5 s the keepalive did not cover is added.
+    for message in ("gap 3500", "audio 100", None):
+        await stream.queue.put(message)
+    await asyncio.wait_for(task, 10)
+    await bus.aclose()
+    caller = events[-1].data["channels"]["caller"]
+    assert caller["audio_ms_received"] == 200
+    assert caller["keepalive_ms"] == 3500  # 3000 by the keepalive + 500 from the gap

@@ -415,3 +415,21 @@ def test_a_single_track_name_is_accepted_as_the_tracks_option() -> None:
     dialect = factory.open(UpgradeRequest(path="/telnyx"))
     (started,) = dialect.receive_text(telnyx_start("PCMU"))
     assert [c.name for c in started.channels] == ["agent"]
+
+
+def test_twilio_account_allow_list() -> None:
+    from ivr_bridge.dialects.base import DialectSettings, UpgradeRequest
+    from ivr_bridge.dialects.registry import build_routes
+    from ivr_bridge.dialects.twilio import make_factory
+    from ivr_bridge.errors import ConfigError
+
+    factory = make_factory(DialectSettings(options={"account_sids": ["AC1"]}))
+    ours = factory.open(UpgradeRequest(path="/twilio"))
+    assert isinstance(ours.receive_text(TwilioStreamEncoder(account_sid="AC1").start())[0],
+                      CallStarted)  # fmt: skip
+    theirs = factory.open(UpgradeRequest(path="/twilio"))
+    with pytest.raises(DialectError) as info:
+        theirs.receive_text(TwilioStreamEncoder(account_sid="AC2").start())
+    assert (info.value.close_code, info.value.reason) == (1008, "accountSid not allowed")
+    with pytest.raises(ConfigError):
+        build_routes({"twilio": DialectSettings(options={"account_sids": "AC1"})})

@@ -3,7 +3,7 @@
 Each file is JSON lines: a frame as the platform sends it and the events the dialect made of
 it, rendered compactly. Replaying them pins the wire format of both sides: a change to a
 dialect or to an encoder that alters what is parsed shows up as a diff here. Regenerate
-after an intended change with ``REGENERATE_SESSIONS=1 pytest tests/dialects/test_recorded_sessions.py``.
+after an intended change with ``REGENERATE_SESSIONS=1`` set while running this module.
 """
 
 from __future__ import annotations

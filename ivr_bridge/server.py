@@ -157,7 +157,15 @@ class BridgeServer:
             open_timeout=self._open_timeout,
             close_timeout=5,
         )
-        log.info("bridge_listening", host=self._host, port=self.port, paths=sorted(self._routes))
+        log.info(
+            "bridge_listening",
+            host=self._host,
+            port=self.port,
+            paths={path: route.auth for path, route in sorted(self._routes.items())},
+        )
+        for route in self._routes.values():
+            if route.auth == "none":
+                log.info("dialect_unauthenticated", dialect=route.name, path=route.path)
         return self.port
 
     # ---- HTTP side: health and routing before the upgrade ------------------------------

@@ -231,10 +231,14 @@ async def simulate_pcm(
     ) as ws:
         reader = asyncio.create_task(_read(ws, encoder, report))
         try:
-            await _send_all(
+            said_goodbye = await _send_all(
                 ws, encoder, steps, end_s=end_s, report=report, clock=clock, fast=fast, gap_s=gap_s
             )
-            await _await_close(ws, reader, clock, close_timeout_s)
+            if said_goodbye:
+                await _await_close(ws, reader, clock, close_timeout_s)
+            elif report.stop_sent:  # the platform's goodbye is closing the socket (Plivo)
+                await ws.close(1000, "stream ended")
+                await asyncio.gather(reader, return_exceptions=True)
         finally:
             if not reader.done():
                 reader.cancel()
@@ -293,8 +297,9 @@ async def _send_all(
     clock: Clock,
     fast: bool,
     gap_s: float,
-) -> None:
-    """Send the call; a bridge that closes early just ends it (the report says how)."""
+) -> bool:
+    """Send the call; a bridge that closes early just ends it (the report says how).
+    True when the platform's goodbye went out as frames (then the bridge closes)."""
 
     async def send(frame: Frame) -> None:
         await ws.send(frame)
@@ -335,11 +340,13 @@ async def _send_all(
                 else:
                     report.outbound_frames_sent += 1
         await wait_until(end_s)
-        for frame in encoder.closing():
+        goodbye = encoder.closing()
+        for frame in goodbye:
             await send(frame)
         report.stop_sent = True
+        return bool(goodbye)
     except ConnectionClosed:
-        return
+        return False
 
 
 async def _read(ws: ClientConnection, encoder: ClientEncoder, report: SimulationReport) -> None:

@@ -436,3 +436,32 @@ async def test_yields_to_the_loop_when_fast() -> None:
     finally:
         task.cancel()
     assert ticks >= 50
+
+
+def test_cli_refuses_an_unknown_dialect(capsys: pytest.CaptureFixture[str]) -> None:
+    from ivr_bridge.cli import main
+
+    assert main(["simulate", "--dialect", "nosuch", "--url", "ws://127.0.0.1:9/x", "a.wav"]) == 2
+    assert "no simulator for dialect 'nosuch'" in capsys.readouterr().err
+
+
+async def test_every_dialect_has_a_simulator_with_its_auth() -> None:
+    from ivr_bridge.dialects.registry import SPECS
+    from ivr_bridge.simulate import ENCODERS, make_encoder
+    from ivr_bridge.simulators.base import ClientAuth
+
+    assert {spec.name for spec in SPECS} <= set(ENCODERS)
+    url = "ws://h:1/p"
+    signed = make_encoder("twilio", auth=ClientAuth("signature", {"auth_token": "t"}))
+    assert set(signed.upgrade(url)[1]) == {"X-Twilio-Signature"}
+    plivo = make_encoder("plivo", auth=ClientAuth("token", {"token": "t"}))
+    assert plivo.upgrade(url) == ("ws://h:1/p?token=t", {})
+    exotel = make_encoder("exotel", auth=ClientAuth("basic", {"username": "u", "password": "p"}))
+    assert exotel.upgrade(url)[1]["Authorization"].startswith("Basic ")
+    assert make_encoder("signalwire", auth=ClientAuth("token", {"token": "t"})).upgrade(url)[1] == {
+        "Authorization": "Bearer t"
+    }
+    with pytest.raises(ValueError, match="no simulator"):
+        make_encoder("nosuch")
+    with pytest.raises(ValueError, match="caller only"):
+        make_encoder("exotel", tracks="both")

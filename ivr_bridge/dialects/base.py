@@ -193,7 +193,9 @@ class Dialect(Protocol):
 
     def close(self, reason: str) -> None:
         """The bridge is ending the call (shutdown, timeout, error): queue the protocol's
-        goodbye. Then send ``data_to_send()`` and close with ``close_to_send()``."""
+        goodbye. Then send ``data_to_send()`` and close with ``close_to_send()``, or with the
+        bridge's own code when that is None (a protocol whose goodbye is the close itself).
+        call.py calls it at most once, and not when the dialect already asked to close."""
         ...
 
     def data_to_send(self) -> list[str | bytes]:

@@ -40,13 +40,6 @@ SPECS: tuple[DialectSpec, ...] = (
 )
 
 
-def spec_named(name: str, specs: Sequence[DialectSpec] = SPECS) -> DialectSpec:
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    raise KeyError(name)
-
-
 @dataclass(frozen=True, slots=True)
 class Route:
     """One served path: the dialect's factory and what server.py checks before calling it."""

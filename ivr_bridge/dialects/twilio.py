@@ -33,6 +33,7 @@ from ivr_bridge.dialects.twilio_family import (
     media_format,
     parse_tracks,
 )
+from ivr_bridge.errors import ConfigError, DialectError
 
 SAMPLE_RATE: Final = 8000
 FRAME_MS: Final = 20
@@ -73,6 +74,9 @@ class TwilioDialect(TwilioStyleDialect):
     name = "twilio"
     formats: ClassVar[Mapping[str, tuple[int, ...]]] = {"pcmu": (SAMPLE_RATE,)}
     l16_big_endian = False
+    # options.account_sids: when set, a start from any other account is refused (1008), so a
+    # signature made with one of our tokens cannot carry another account's stream.
+    account_sids: frozenset[str] = frozenset()
 
     def parse_start(self, message: dict[str, Any]) -> StreamStart:
         body = sj.obj(sj.required(message, "start", "start"), "start")
@@ -81,6 +85,8 @@ class TwilioDialect(TwilioStyleDialect):
         account_sid = sj.text(
             sj.required(body, "accountSid", "start.accountSid"), "start.accountSid"
         )
+        if self.account_sids and account_sid not in self.account_sids:
+            raise DialectError("accountSid not allowed", DialectError.POLICY_VIOLATION)
         tracks = parse_tracks(sj.required(body, "tracks", "start.tracks"))
         fmt = sj.obj(sj.required(body, "mediaFormat", "start.mediaFormat"), "start.mediaFormat")
         sj.text(sj.required(fmt, "encoding", "mediaFormat.encoding"), "mediaFormat.encoding")
@@ -145,11 +151,20 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def account_sids_option(options: Mapping[str, Any]) -> frozenset[str]:
+    raw = options.get("account_sids", [])
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise ConfigError("options.account_sids", "expected a list of account SIDs")
+    return frozenset(raw)
+
+
 def make_factory(settings: DialectSettings) -> StreamFactory:
     """Twilio: auth "none" or "signature" (secrets.auth_token); no query strings."""
 
     def build(s: DialectSettings) -> TwilioDialect:
-        return TwilioDialect(fill_timestamp_gaps=fill_gaps_option(s.options))
+        dialect = TwilioDialect(fill_timestamp_gaps=fill_gaps_option(s.options))
+        dialect.account_sids = account_sids_option(s.options)
+        return dialect
 
     return StreamFactory(
         "twilio", build, settings, schemes=("none", "signature"), refuse_query=True

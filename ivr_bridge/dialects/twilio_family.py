@@ -73,6 +73,7 @@ TRACK_ALIASES: Final = {
     "outbound": "outbound",
     "outbound_track": "outbound",
 }
+_CAPABILITIES: Final = frozenset({"play", "mark", "clear", "disconnect"})
 _SEQ_WINDOW: Final = 1024  # how far back a repeated sequence number counts as a duplicate
 
 
@@ -137,9 +138,7 @@ class TwilioStyleDialect:
     timestamp_is_epoch: ClassVar[bool] = False  # Plivo stamps media with Unix ms
     dtmf_duration_key: ClassVar[str | None] = None
     mark_event: ClassVar[str] = "mark"
-    stop_event: ClassVar[str | None] = "stop"
     acknowledged_events: ClassVar[frozenset[str]] = frozenset()
-    bidirectional: ClassVar[bool] = True  # has a back-channel at all
     # True: start lists the tracks, and media on another is a protocol error. False: tracks
     # come from configuration, and media on an unconfigured track is counted and dropped.
     tracks_announced: ClassVar[bool] = True
@@ -161,9 +160,8 @@ class TwilioStyleDialect:
             "media": self._on_media,
             "dtmf": self._on_dtmf,
             self.mark_event: self._on_mark,
+            "stop": self._on_stop,
         }
-        if self.stop_event is not None:
-            self._handlers[self.stop_event] = self._on_stop
 
     # ---- what subclasses provide ---------------------------------------------------------
 
@@ -210,9 +208,7 @@ class TwilioStyleDialect:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        if not self.bidirectional:
-            return frozenset({"disconnect"})
-        return frozenset({"play", "mark", "clear", "disconnect"})
+        return _CAPABILITIES
 
     # ---- Dialect protocol ----------------------------------------------------------------
 
@@ -245,7 +241,7 @@ class TwilioStyleDialect:
                 self._close = (1000, request.reason[:120] or "call ended")
             self._stopped = True
             return
-        if isinstance(request, SendEvent) or not self.bidirectional:
+        if isinstance(request, SendEvent):
             raise UnsupportedRequest(f"{self.name} streams carry no such message")
         if isinstance(request, PlayAudio):
             if request.pcm:

@@ -15,7 +15,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr_bridge.dialects.audiohook import AudioHookDialect, AudioHookFactory, SessionIdentity
+from ivr_bridge.dialects.audiohook import (
+    CHANNEL_NAMES,
+    AudioHookDialect,
+    AudioHookFactory,
+    SessionIdentity,
+)
 from ivr_bridge.dialects.audiohook_client import AudioHookClient
 from ivr_bridge.dialects.base import DialectSettings, UpgradeRefused, UpgradeRequest
 from ivr_bridge.errors import DialectError
@@ -190,6 +195,10 @@ def mutated_session(draw: st.DrawFn) -> list[str | bytes]:
     return frames
 
 
+def first_channel(dialect: AudioHookDialect) -> str:
+    return CHANNEL_NAMES[dialect.channels[0]] if dialect.channels else ""
+
+
 @FUZZ
 @given(mutated_session())
 def test_mutated_valid_sessions(frames: list[str | bytes]) -> None:
@@ -199,7 +208,8 @@ def test_mutated_valid_sessions(frames: list[str | bytes]) -> None:
         for event in feed(dialect, frame):
             started += isinstance(event, CallStarted)
             ended += isinstance(event, CallEnded)
-            if isinstance(event, Audio) and event.channel == "caller":
+            # Samples are counted per channel: follow the first negotiated one.
+            if isinstance(event, Audio) and event.channel == first_channel(dialect):
                 audio_samples += len(event.pcm) // 2
             if isinstance(event, MediaGap):
                 assert event.duration_ms > 0

@@ -21,6 +21,7 @@ from ivr_bridge.dialects.audiohook import (
     AudioHookFactory,
     SessionIdentity,
 )
+from ivr_bridge.dialects.audiohook_auth import parse_dictionary
 from ivr_bridge.dialects.audiohook_client import AudioHookClient
 from ivr_bridge.dialects.base import DialectSettings, UpgradeRefused, UpgradeRequest
 from ivr_bridge.errors import DialectError
@@ -275,3 +276,21 @@ def test_hostile_upgrade_headers_are_refused_cleanly(headers: dict[str, str], pa
     except UpgradeRefused as refused:
         assert refused.status in (400, 401, 403)
         assert "c2VjcmV0" not in refused.reason
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.lists(
+            st.sampled_from(["sig1=", '("a" "b")', ";k=", '"s"', ":AAA=:", "?1", "-5", ",", " "]),
+            max_size=12,
+        ).map("".join),
+    )
+)
+def test_structured_field_parser_only_raises_value_error(text: str) -> None:
+    try:
+        parsed = parse_dictionary(text)
+    except ValueError:
+        return
+    assert isinstance(parsed, dict)

@@ -513,7 +513,8 @@ class AudioHookDialect:
             "id": self._id or NULL_UUID,
             "parameters": parameters,
         }
-        self._outbox.append(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+        # ASCII with escapes: a lone surrogate in a transcript cannot break the websocket send.
+        self._outbox.append(json.dumps(message, separators=(",", ":")))
 
     def _disconnect(self, reason: str, info: str) -> None:
         if self._state not in _LIVE or self._disconnect_sent:
@@ -563,7 +564,7 @@ class AudioHookDialect:
                 raise UnsupportedRequest("entities must be a list of {type, data} objects")
             try:
                 json.dumps(entities, allow_nan=False)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 raise UnsupportedRequest("entities are not JSON") from None
             return list(entities)
         kind = data.get("type")

@@ -745,3 +745,16 @@ def test_options_parse() -> None:
     assert options == AudioHookOptions(
         channels="external", send_events=True, supported_languages=("en-US",)
     )
+
+
+def test_outbound_json_is_ascii_even_for_broken_text() -> None:
+    peer = opened(AudioHookOptions(send_events=True))
+    broken = {**FINAL, "data": {**FINAL["data"], "text": "caf\u00e9 \ud800", "words": []}}
+    peer.dialect.send(SendEvent(broken))
+    (frame,) = peer.dialect.data_to_send()
+    assert isinstance(frame, str) and frame.isascii()
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(UnsupportedRequest):
+        peer.dialect.send(SendEvent({"entities": [{"type": "t", "data": deep}]}))

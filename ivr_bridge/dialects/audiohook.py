@@ -79,6 +79,9 @@ DISCONNECT_REASONS: Final = frozenset({"completed", "unauthorized", "error"})
 DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 PLAYBACK_FRAME_BYTES: Final = 1600  # 200 ms of PCMU: what Audio Connector peers send back
 _POSITION_TOLERANCE: Final = 8  # samples (1 ms): rounding in the client's decimal seconds
+# No conversation streams for two days; a position beyond is hostile, and would turn into a
+# gap the timeline could not hold.
+MAX_POSITION_SAMPLES: Final = 48 * 3600 * SAMPLE_RATE
 _UUID_RE: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
@@ -671,6 +674,8 @@ class AudioHookDialect:
         if handler is None:
             raise _protocol("unsupported message type")
         position = ns_to_samples(position_ns)
+        if position > MAX_POSITION_SAMPLES:
+            raise _invalid("position out of range")
         if position < self._position:
             raise _protocol("position went backwards")
         self._position = position

@@ -339,6 +339,7 @@ def test_bad_open_parameters(params: dict[str, Any]) -> None:
         ({"serverseq": "0"}, 1007),
         ({"position": "12.3"}, 1007),
         ({"position": "PT-1S"}, 1007),
+        ({"position": "PT172801S"}, 1007),
         ({"position": None}, 1007),
         ({"parameters": []}, 1007),
         ({"type": 5}, 1007),

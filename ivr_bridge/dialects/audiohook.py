@@ -206,7 +206,7 @@ def _counter(value: Any, what: str) -> int:
 def _uuid(value: Any, what: str) -> str:
     if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
         raise _invalid(f"{what} must be a UUID")
-    return value.lower()
+    return value  # kept as spelled: replies echo the client's own id; compare lower-cased
 
 
 def _boolean(value: Any, what: str) -> bool:
@@ -668,7 +668,7 @@ class AudioHookDialect:
             raise _protocol("serverseq is ahead of what we sent")
         if self._id is None:
             self._id = session_id
-        elif session_id != self._id:
+        elif session_id.lower() != self._id.lower():
             raise _protocol("session id mismatch")
         handler = self._handlers.get(kind)
         if handler is None:
@@ -744,7 +744,7 @@ class AudioHookDialect:
             raise _invalid("continuedSessions must be an array")
 
         header_org = self.identity.organization_id
-        if header_org is not None and header_org.lower() != organization:
+        if header_org is not None and header_org.lower() != organization.lower():
             raise _Unauthorized("organization id does not match the upgrade")
 
         self._probe = conversation == NULL_UUID
@@ -1010,7 +1010,7 @@ def _header_uuid(request: UpgradeRequest, name: str, required: bool) -> str | No
         return None
     if not _UUID_RE.fullmatch(value.strip()):
         raise UpgradeRefused(400, f"{name} is not a UUID")
-    return value.strip().lower()
+    return value.strip()
 
 
 SPEC: Final = DialectSpec(

@@ -759,3 +759,11 @@ def test_outbound_json_is_ascii_even_for_broken_text() -> None:
         deep = [deep]
     with pytest.raises(UnsupportedRequest):
         peer.dialect.send(SendEvent({"entities": [{"type": "t", "data": deep}]}))
+
+
+def test_ids_compare_case_insensitively_and_replies_keep_the_spelling() -> None:
+    upper = SID.upper()
+    peer = Peer(AudioHookDialect(identity=SessionIdentity(upper, ORG.upper())), session_id=SID)
+    peer.open()
+    assert peer.replies()[0]["id"] == upper
+    assert peer.send("ping") == []

@@ -79,6 +79,9 @@ DISCONNECT_REASONS: Final = frozenset({"completed", "unauthorized", "error"})
 DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 PLAYBACK_FRAME_BYTES: Final = 1600  # 200 ms of PCMU: what Audio Connector peers send back
 _POSITION_TOLERANCE: Final = 8  # samples (1 ms): rounding in the client's decimal seconds
+# No conversation streams for two days; a position beyond is hostile, and would turn into a
+# gap the timeline could not hold.
+MAX_POSITION_SAMPLES: Final = 48 * 3600 * SAMPLE_RATE
 _UUID_RE: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
@@ -203,7 +206,7 @@ def _counter(value: Any, what: str) -> int:
 def _uuid(value: Any, what: str) -> str:
     if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
         raise _invalid(f"{what} must be a UUID")
-    return value.lower()
+    return value  # kept as spelled: replies echo the client's own id; compare lower-cased
 
 
 def _boolean(value: Any, what: str) -> bool:
@@ -513,7 +516,8 @@ class AudioHookDialect:
             "id": self._id or NULL_UUID,
             "parameters": parameters,
         }
-        self._outbox.append(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+        # ASCII with escapes: a lone surrogate in a transcript cannot break the websocket send.
+        self._outbox.append(json.dumps(message, separators=(",", ":")))
 
     def _disconnect(self, reason: str, info: str) -> None:
         if self._state not in _LIVE or self._disconnect_sent:
@@ -563,7 +567,7 @@ class AudioHookDialect:
                 raise UnsupportedRequest("entities must be a list of {type, data} objects")
             try:
                 json.dumps(entities, allow_nan=False)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 raise UnsupportedRequest("entities are not JSON") from None
             return list(entities)
         kind = data.get("type")
@@ -664,12 +668,14 @@ class AudioHookDialect:
             raise _protocol("serverseq is ahead of what we sent")
         if self._id is None:
             self._id = session_id
-        elif session_id != self._id:
+        elif session_id.lower() != self._id.lower():
             raise _protocol("session id mismatch")
         handler = self._handlers.get(kind)
         if handler is None:
             raise _protocol("unsupported message type")
         position = ns_to_samples(position_ns)
+        if position > MAX_POSITION_SAMPLES:
+            raise _invalid("position out of range")
         if position < self._position:
             raise _protocol("position went backwards")
         self._position = position
@@ -738,7 +744,7 @@ class AudioHookDialect:
             raise _invalid("continuedSessions must be an array")
 
         header_org = self.identity.organization_id
-        if header_org is not None and header_org.lower() != organization:
+        if header_org is not None and header_org.lower() != organization.lower():
             raise _Unauthorized("organization id does not match the upgrade")
 
         self._probe = conversation == NULL_UUID
@@ -1004,7 +1010,7 @@ def _header_uuid(request: UpgradeRequest, name: str, required: bool) -> str | No
         return None
     if not _UUID_RE.fullmatch(value.strip()):
         raise UpgradeRefused(400, f"{name} is not a UUID")
-    return value.strip().lower()
+    return value.strip()
 
 
 SPEC: Final = DialectSpec(

@@ -7,10 +7,10 @@ for stereo), and reads the bridge's replies, checking their sequence numbers. Li
 answers the server's requests by itself: ``pause`` -> ``paused``, ``resume`` -> ``resumed``,
 ``disconnect`` -> ``close``; those answers wait in :meth:`data_to_send`.
 
-:func:`session_plan` turns a whole call (audio, pings, a pause, the close) into a list-like
-sequence of steps for an I/O runner: send this frame, wait for that reply, let this much time
-pass. With ``probe=True`` the client is Genesys's connection probe (null conversation and
-participant ids, open then close, no audio).
+:func:`session_plan` turns a whole call (audio, pings, a pause, the close) into a lazy sequence
+of steps for an I/O runner: send this frame, wait for that reply, let this much time pass.
+With ``probe=True`` the client is Genesys's connection probe (null conversation and participant
+ids, open then close, no audio).
 """
 
 from __future__ import annotations

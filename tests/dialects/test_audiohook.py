@@ -339,6 +339,7 @@ def test_bad_open_parameters(params: dict[str, Any]) -> None:
         ({"serverseq": "0"}, 1007),
         ({"position": "12.3"}, 1007),
         ({"position": "PT-1S"}, 1007),
+        ({"position": "PT172801S"}, 1007),
         ({"position": None}, 1007),
         ({"parameters": []}, 1007),
         ({"type": 5}, 1007),
@@ -745,3 +746,24 @@ def test_options_parse() -> None:
     assert options == AudioHookOptions(
         channels="external", send_events=True, supported_languages=("en-US",)
     )
+
+
+def test_outbound_json_is_ascii_even_for_broken_text() -> None:
+    peer = opened(AudioHookOptions(send_events=True))
+    broken = {**FINAL, "data": {**FINAL["data"], "text": "caf\u00e9 \ud800", "words": []}}
+    peer.dialect.send(SendEvent(broken))
+    (frame,) = peer.dialect.data_to_send()
+    assert isinstance(frame, str) and frame.isascii()
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(UnsupportedRequest):
+        peer.dialect.send(SendEvent({"entities": [{"type": "t", "data": deep}]}))
+
+
+def test_ids_compare_case_insensitively_and_replies_keep_the_spelling() -> None:
+    upper = SID.upper()
+    peer = Peer(AudioHookDialect(identity=SessionIdentity(upper, ORG.upper())), session_id=SID)
+    peer.open()
+    assert peer.replies()[0]["id"] == upper
+    assert peer.send("ping") == []

@@ -15,7 +15,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr_bridge.dialects.audiohook import AudioHookDialect, AudioHookFactory, SessionIdentity
+from ivr_bridge.dialects.audiohook import (
+    CHANNEL_NAMES,
+    AudioHookDialect,
+    AudioHookFactory,
+    SessionIdentity,
+)
+from ivr_bridge.dialects.audiohook_auth import parse_dictionary
 from ivr_bridge.dialects.audiohook_client import AudioHookClient
 from ivr_bridge.dialects.base import DialectSettings, UpgradeRefused, UpgradeRequest
 from ivr_bridge.errors import DialectError
@@ -190,6 +196,10 @@ def mutated_session(draw: st.DrawFn) -> list[str | bytes]:
     return frames
 
 
+def first_channel(dialect: AudioHookDialect) -> str:
+    return CHANNEL_NAMES[dialect.channels[0]] if dialect.channels else ""
+
+
 @FUZZ
 @given(mutated_session())
 def test_mutated_valid_sessions(frames: list[str | bytes]) -> None:
@@ -199,7 +209,8 @@ def test_mutated_valid_sessions(frames: list[str | bytes]) -> None:
         for event in feed(dialect, frame):
             started += isinstance(event, CallStarted)
             ended += isinstance(event, CallEnded)
-            if isinstance(event, Audio) and event.channel == "caller":
+            # Samples are counted per channel: follow the first negotiated one.
+            if isinstance(event, Audio) and event.channel == first_channel(dialect):
                 audio_samples += len(event.pcm) // 2
             if isinstance(event, MediaGap):
                 assert event.duration_ms > 0
@@ -265,3 +276,21 @@ def test_hostile_upgrade_headers_are_refused_cleanly(headers: dict[str, str], pa
     except UpgradeRefused as refused:
         assert refused.status in (400, 401, 403)
         assert "c2VjcmV0" not in refused.reason
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.lists(
+            st.sampled_from(["sig1=", '("a" "b")', ";k=", '"s"', ":AAA=:", "?1", "-5", ",", " "]),
+            max_size=12,
+        ).map("".join),
+    )
+)
+def test_structured_field_parser_only_raises_value_error(text: str) -> None:
+    try:
+        parsed = parse_dictionary(text)
+    except ValueError:
+        return
+    assert isinstance(parsed, dict)

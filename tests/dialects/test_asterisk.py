@@ -399,7 +399,9 @@ def test_auth_none_opens_and_passes_uri_parameters() -> None:
         ("token", request(authorization="Bearer forged"), 403),
         ("basic", request(authorization=basic("asterisk", SECRET)), None),
         ("basic", request(), 401),
-        ("basic", request(authorization="Basic !!!"), 401),
+        ("basic", request(authorization="Basic !!!"), 403),
+        ("basic", request(authorization=f"Bearer {SECRET}"), 401),
+        ("token", request(authorization=basic("asterisk", SECRET)), 401),
         ("basic", request(authorization=basic("asterisk", "forged")), 403),
         ("basic", request(authorization=basic("nobody", SECRET)), 403),
         ("basic", request(authorization="Basic " + base64.b64encode(b"nocolon").decode()), 403),
@@ -407,7 +409,7 @@ def test_auth_none_opens_and_passes_uri_parameters() -> None:
     ],
 )
 def test_auth_cases(auth: str, req: UpgradeRequest, status: int | None) -> None:
-    secrets = {"asterisk": SECRET} if auth != "none" else {}
+    secrets = {"token": SECRET, "username": "asterisk", "password": SECRET}
     f = factory(auth, secrets)
     if status is None:
         assert isinstance(f.open(req), AsteriskDialect)
@@ -423,7 +425,9 @@ def test_allowed_origin_and_config_errors() -> None:
     with pytest.raises(ConfigError):
         factory("token")  # no secret
     with pytest.raises(ConfigError):
-        factory("signature", {"a": "b"})
+        factory("signature", {"token": "b"})
+    with pytest.raises(ConfigError):
+        factory("basic", {"username": "u"})  # no password
     with pytest.raises(ConfigError):
         SPEC.make_factory(DialectSettings(options={"control_format": "xml"}))
     assert check_upgrade(DialectSettings(), request()) == "none"

@@ -336,7 +336,11 @@ def basic(user: str, password: str) -> str:
     ],
 )
 def test_auth(auth: str, query: str, headers: dict[str, str], status: int | None) -> None:
-    factory = JAMBONZ_SPEC.make_factory(DialectSettings(auth=auth, secrets={"jambonz": SECRET}))
+    factory = JAMBONZ_SPEC.make_factory(
+        DialectSettings(
+            auth=auth, secrets={"username": "jambonz", "password": SECRET, "token": SECRET}
+        )
+    )
     req = UpgradeRequest(path="/jambonz", query_string=query, headers=headers)
     if status is None:
         assert factory.open(req).name == "jambonz"

@@ -278,7 +278,7 @@ def test_fuzz_only_events_or_dialect_error(script: list[str | bytes], start: boo
     ],
 )
 def test_auth(query: str, headers: dict[str, str], status: int | None) -> None:
-    factory = SPEC.make_factory(DialectSettings(auth="token", secrets={"default": TOKEN}))
+    factory = SPEC.make_factory(DialectSettings(auth="token", secrets={"token": TOKEN}))
     req = UpgradeRequest(path="/vonage", query_string=query, headers=headers)
     if status is None:
         assert factory.open(req).name == "vonage"
@@ -292,7 +292,7 @@ def test_config_checks_and_query_parameters() -> None:
     with pytest.raises(ConfigError):
         SPEC.make_factory(DialectSettings(auth="token"))
     with pytest.raises(ConfigError):
-        SPEC.make_factory(DialectSettings(auth="basic", secrets={"a": "b"}))
+        SPEC.make_factory(DialectSettings(auth="basic", secrets={"token": "b"}))
     with pytest.raises(ConfigError):
         SPEC.make_factory(DialectSettings(options={"max_play_frames": 0}))
     dialect = SPEC.make_factory(DialectSettings()).open(

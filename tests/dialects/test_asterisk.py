@@ -442,3 +442,49 @@ def test_client_frames_round_trip_mulaw_exactly() -> None:
     assert b"".join(a.pcm for a in audio if isinstance(a, Audio)) == ulaw_to_pcm16(mulaw)
     assert client.upgrade_path(token="t") == "/asterisk?token=t"
     assert client.upgrade_headers(bearer="b") == [("Authorization", "Bearer b")]
+
+
+# ---- the simulator's encoder shape ---------------------------------------------------------
+
+
+class Auth:
+    def __init__(self, scheme: str, **secrets: str) -> None:
+        self.scheme, self.secrets = scheme, secrets
+
+
+@pytest.mark.parametrize(
+    "auth", [Auth("basic", username="u", password=SECRET), Auth("token", token=SECRET)]
+)
+def test_encoder_shape_drives_the_dialect_through_its_factory(auth: Auth) -> None:
+    client = AsteriskClient(
+        media_format="slin16", control_format="json", custom_parameters={"tenant": "t"}, auth=auth
+    )
+    url, headers = client.upgrade("wss://bridge.example/asterisk")
+    path, _, query = url.removeprefix("wss://bridge.example").partition("?")
+    secrets = {"username": "u", "password": SECRET, "token": SECRET}
+    dialect = factory(auth.scheme, secrets).open(
+        UpgradeRequest(
+            path=path, query_string=query, headers={k.lower(): v for k, v in headers.items()}
+        )
+    )
+    events = [e for f in client.opening() for e in dialect.receive_text(str(f))]
+    frame, size = client.audio(tone(20, client.sample_rate), "inbound")
+    assert size == 640 and isinstance(frame, bytes)
+    events += dialect.receive_bytes(frame)
+    client.skip(100)
+    events += [e for f in client.digit("2") for e in dialect.receive_text(str(f))]
+    assert client.closing() == [] and client.closes_socket
+    assert isinstance(events[0], CallStarted) and events[0].custom_parameters["tenant"] == "t"
+    assert events[0].platform_call_id == client.call_id
+    assert events[0].stream_id == client.stream_id
+    dialect.send(SendMark("m1"))
+    dialect.send(PlayAudio(b"", 8000))
+    (mark_command,) = dialect.data_to_send()
+    (echo,) = client.on_server_frame(mark_command)
+    assert dialect.receive_text(str(echo)) == [Mark("m1")]
+    (status,) = client.on_server_frame('{"command":"GET_STATUS"}')
+    assert dialect.receive_text(str(status)) == []
+    assert client.on_server_frame(b"\x00") == client.on_server_frame("FLUSH_MEDIA") == []
+    assert client.on_server_frame("{bad") == client.on_server_frame("[1]") == []
+    with pytest.raises(ValueError):
+        AsteriskClient(tracks=("inbound", "outbound"))

@@ -12,7 +12,8 @@ Both speak the same stream (jambonz's ``listen`` verb runs its fork of mod_audio
   24-64 kHz, resampled here to 16 kHz), of any length. ``mono`` is the caller, ``mixed`` both
   parties in one channel, ``stereo`` interleaved left = caller, right = the other party,
   which becomes two channels and two recognition sessions;
-* later text frames: DTMF (``{"event": "dtmf", "dtmf": "5", "duration": ...}``), and on
+* later text frames: DTMF (``{"event": "dtmf", "dtmf": "5", "duration": ...}``, the duration
+  in 8 kHz samples as FreeSWITCH reports it; events carry milliseconds), and on
   jambonz the playout notifications ``mark`` and ``playDone``.
 
 Back to the platform go JSON text frames with a ``type`` — ``transcription`` (or another
@@ -71,6 +72,7 @@ NATIVE_RATES: Final = (8000, 16000)  # kept as is; higher rates are resampled to
 MIX_TYPES: Final = ("mono", "mixed", "stereo")
 PLAYBACK_MODES: Final = ("json", "stream")
 DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
+DTMF_DURATION_RATE: Final = 8000  # the unit of a DTMF event's duration: 8 kHz samples
 SUBPROTOCOLS: Final = {"freeswitch": "audio.drachtio.org", "jambonz": "audio.jambonz.org"}
 EVENT_TYPES: Final = frozenset({"transcription", "transfer", "error", "json"})
 STREAM_CHUNK_MS: Final = 100  # streamed playback per binary frame
@@ -492,7 +494,10 @@ class AudioForkDialect:
         digit = message.get("dtmf", message.get("digit"))
         if not isinstance(digit, str) or digit.upper() not in DTMF_DIGITS:
             raise _invalid("dtmf must be a DTMF digit")
-        duration = _count(message["duration"], "duration") if "duration" in message else None
+        duration = None
+        if "duration" in message:
+            # FreeSWITCH reports key-press length in 8 kHz samples; jambonz passes it through.
+            duration = _count(message["duration"], "duration") * 1000 // DTMF_DURATION_RATE
         self.counters.dtmf += 1
         channel = "caller" if "caller" in self._channels else self._channels[0]
         return [Dtmf(channel, digit.upper(), duration)]

@@ -150,7 +150,9 @@ class AudioForkClient:
 
     @staticmethod
     def dtmf(digit: str, duration_ms: int = 100) -> str:
-        return json.dumps({"event": "dtmf", "dtmf": digit, "duration": duration_ms})
+        """A key press as jambonz forwards FreeSWITCH's event: duration in 8 kHz samples."""
+        samples = duration_ms * 8
+        return json.dumps({"event": "dtmf", "dtmf": digit, "duration": samples})
 
     @staticmethod
     def mark(name: str, event: str = "playout") -> str:

@@ -128,7 +128,7 @@ def test_mixed_is_one_channel() -> None:
 # ---- message table ------------------------------------------------------------------------
 
 TABLE: list[tuple[str, list[Any] | int]] = [
-    ('{"event":"dtmf","dtmf":"5","duration":240}', [Dtmf("caller", "5", 240)]),
+    ('{"event":"dtmf","dtmf":"5","duration":1920}', [Dtmf("caller", "5", 240)]),  # samples
     ('{"event":"dtmf","dtmf":"*"}', [Dtmf("caller", "*")]),
     ('{"event":"dtmf","dtmf":"Z"}', INVALID),
     ('{"event":"dtmf","dtmf":5}', INVALID),

@@ -47,6 +47,24 @@ def parse_allow_list(
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
 
 
+def peer_allowed(
+    peer: str, allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    """Whether ``peer`` is on the allow-list (an empty list allows everyone).
+
+    A dual-stack listener sees IPv4 peers as ``::ffff:a.b.c.d``; they match IPv4 entries.
+    """
+    if not allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in allowed)
+
+
 class PacedStream:
     """call.MessageStream over an asyncio TCP connection, with paced, bounded playback.
 
@@ -237,11 +255,7 @@ class AudioSocketServer:
     def _allowed_peer(self, peer: str) -> bool:
         if not self._allowed:
             return True
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(address in network for network in self._allowed)
+        return peer_allowed(peer, self._allowed)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")

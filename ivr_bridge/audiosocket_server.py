@@ -241,6 +241,16 @@ class AudioSocketServer:
     def active_calls(self) -> int:
         return len(self._calls)
 
+    def counters(self) -> dict[str, int]:
+        """Gauges and totals for /metrics: refusals by reason, calls, dropped playback."""
+        return {
+            "audiosocket_active_calls": len(self._calls),
+            "audiosocket_calls_total": self.calls_total,
+            "audiosocket_connections_refused": self.connections_refused,
+            "audiosocket_calls_rejected": self.calls_rejected,
+            "audiosocket_playback_dropped": self.playback_dropped,
+        }
+
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self._host, self._port)
         log.info(

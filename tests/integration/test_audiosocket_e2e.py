@@ -98,6 +98,7 @@ async def test_address_off_the_allow_list_opens_no_session(bridge: Any, listener
         data = b""
     assert data == b""
     assert server.connections_refused >= 1 and server.calls_total == 0
+    assert server.counters()["audiosocket_connections_refused"] == server.connections_refused
     assert got.events == []
     assert app.embedded is not None and app.embedded.stats.sessions_opened == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from array import array
 from pathlib import Path
@@ -208,7 +209,12 @@ def test_recorded_session_replays_in_odd_chunks() -> None:
 
 # ---- fuzz ----------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FUZZ_EXAMPLES=20000 for a long run off CI.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 packets = st.builds(
     encode_frame,
     st.sampled_from([0x00, 0x01, 0x03, 0x10, 0x12, 0x16, 0x42, 0xFF]),

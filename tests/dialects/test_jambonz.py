@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from array import array
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,12 @@ def test_scripted_session_replays() -> None:
 
 # ---- fuzz ----------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FUZZ_EXAMPLES=20000 for a long run off CI.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 values = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=8),
     st.sampled_from([8000, 16000, "mono", "stereo", "mixed", "dtmf", "mark", "5"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from array import array
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,12 @@ def test_scripted_session_replays() -> None:
 
 # ---- fuzz --------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FUZZ_EXAMPLES=20000 for a long run off CI.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 values = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 10**6), st.text(max_size=10),
     st.sampled_from(["websocket:connected", "websocket:dtmf", "websocket:notify",

@@ -96,7 +96,7 @@ async def front_door() -> AsyncIterator[Callable[..., Any]]:
             "127.0.0.1",
             0,
             process_request=upgrade,
-            subprotocols=[*subprotocols] or None,  # type: ignore[list-item]
+            subprotocols=[*subprotocols] or None,
             compression=None,
         )
         servers.append(server)
@@ -157,7 +157,7 @@ async def test_jambonz_stereo_gives_two_sessions(bridge: Any, front_door: Any) -
         port,
         "/jambonz",
         frames,
-        subprotocols=[client.subprotocol],  # type: ignore[list-item]
+        subprotocols=[client.subprotocol],
         additional_headers=client.upgrade_headers(username="jambonz", password=SECRET),
     )
     await got.wait_ended(1, timeout=60)

@@ -47,6 +47,24 @@ def parse_allow_list(
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
 
 
+def peer_allowed(
+    peer: str, allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    """Whether ``peer`` is on the allow-list (an empty list allows everyone).
+
+    A dual-stack listener sees IPv4 peers as ``::ffff:a.b.c.d``; they match IPv4 entries.
+    """
+    if not allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in allowed)
+
+
 class PacedStream:
     """call.MessageStream over an asyncio TCP connection, with paced, bounded playback.
 
@@ -223,6 +241,16 @@ class AudioSocketServer:
     def active_calls(self) -> int:
         return len(self._calls)
 
+    def counters(self) -> dict[str, int]:
+        """Gauges and totals for /metrics: refusals by reason, calls, dropped playback."""
+        return {
+            "audiosocket_active_calls": len(self._calls),
+            "audiosocket_calls_total": self.calls_total,
+            "audiosocket_connections_refused": self.connections_refused,
+            "audiosocket_calls_rejected": self.calls_rejected,
+            "audiosocket_playback_dropped": self.playback_dropped,
+        }
+
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._handle, self._host, self._port)
         log.info(
@@ -237,11 +265,7 @@ class AudioSocketServer:
     def _allowed_peer(self, peer: str) -> bool:
         if not self._allowed:
             return True
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(address in network for network in self._allowed)
+        return peer_allowed(peer, self._allowed)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")

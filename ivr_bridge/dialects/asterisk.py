@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import math
@@ -190,17 +189,18 @@ def _string_map(value: Any, what: str) -> dict[str, str]:
     return out
 
 
-# ---- upgrade authentication: private copy, replace with the shared helper at merge -------
+# ---- upgrade authentication: private copy; at merge, swap for dialects/upgrade_auth.py ----
+# (check_shared_secret(request, settings, query=True) and require_secrets: same secrets layout,
+# "token" -> secrets["token"], "basic" -> secrets["username"] and secrets["password"]).
 
-AUTH_SCHEMES: Final = frozenset({"none", "token", "basic"})
-_DUMMY_SECRET: Final = "\x00" * 32
+AUTH_SCHEMES: Final = ("none", "token", "basic")
+_SCHEME_SECRETS: Final = {"none": (), "token": ("token",), "basic": ("username", "password")}
 
 
-def _same(presented: str, expected: str) -> bool:
-    # Hash first so the comparison takes the same time whatever the lengths.
-    a = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
-    b = hashlib.sha256(expected.encode("utf-8", "surrogatepass")).digest()
-    return hmac.compare_digest(a, b)
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def _authorization(request: UpgradeRequest, scheme: str) -> str | None:
@@ -212,45 +212,52 @@ def _authorization(request: UpgradeRequest, scheme: str) -> str | None:
 
 
 def check_upgrade(settings: DialectSettings, request: UpgradeRequest) -> str:
-    """Refuse (401/403) an upgrade that lacks the configured credential; return the scheme used.
+    """Refuse (401 nothing offered, 403 wrong) before any recognition session; return the scheme.
 
-    "token": ``Authorization: Bearer <token>`` or a ``token`` query parameter matching any value
-    of ``settings.secrets``. "basic": HTTP Basic, ``settings.secrets`` maps user -> password.
-    A browser ``Origin`` is refused unless listed in ``allowed_origins``.
+    "token": ``Authorization: Bearer`` or a ``token`` query parameter equal to
+    ``secrets["token"]``. "basic": HTTP Basic equal to ``secrets["username"]`` and
+    ``secrets["password"]``. Constant-time compares; a browser ``Origin`` is refused unless
+    listed in ``allowed_origins``. Reasons never quote what was sent.
     """
     origin = request.header("origin")
     if origin is not None and origin not in settings.allowed_origins:
         raise UpgradeRefused(403, "origin not allowed")
-    if settings.auth == "none":
-        return "none"
     if settings.auth == "token":
-        token = _authorization(request, "bearer") or request.query_value("token")
-        if not token:
-            raise UpgradeRefused(401, "missing token")
-        matches = [_same(token, secret) for secret in settings.secrets.values()]
-        if not any(matches):
-            raise UpgradeRefused(403, "invalid token")
-        return "token"
-    credential = _authorization(request, "basic")
-    if not credential:
-        raise UpgradeRefused(401, "missing credentials")
-    try:
-        user, sep, password = base64.b64decode(credential, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise UpgradeRefused(401, "malformed credentials") from None
-    expected = settings.secrets.get(user) if sep else None
-    ok = _same(password, expected if expected is not None else _DUMMY_SECRET)
-    if expected is None or not ok:
-        raise UpgradeRefused(403, "invalid credentials")
-    return "basic"
+        offered = [
+            v for v in (_authorization(request, "bearer"), request.query_value("token")) if v
+        ]
+        if not offered:
+            raise UpgradeRefused(401, "token required")
+        ok = False
+        for value in offered:
+            ok |= _same(value, settings.secrets["token"])
+        if not ok:
+            raise UpgradeRefused(403, "token mismatch")
+    elif settings.auth == "basic":
+        credential = _authorization(request, "basic")
+        if not credential:
+            raise UpgradeRefused(401, "credentials required")
+        try:
+            decoded = base64.b64decode(credential, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise UpgradeRefused(403, "credentials mismatch") from None
+        user, _, password = decoded.partition(":")
+        ok = _same(user, settings.secrets["username"]) & _same(
+            password, settings.secrets["password"]
+        )
+        if not ok:
+            raise UpgradeRefused(403, "credentials mismatch")
+    return settings.auth
 
 
 def check_settings(settings: DialectSettings, name: str) -> None:
-    """Config errors that must stop startup, not surface as refused calls."""
+    """Start-up check: a scheme this dialect supports, with the secrets it needs."""
     if settings.auth not in AUTH_SCHEMES:
-        raise ConfigError(f"dialects.{name}.auth", f"must be one of {sorted(AUTH_SCHEMES)}")
-    if settings.auth != "none" and not settings.secrets:
-        raise ConfigError(f"dialects.{name}.secrets", f"auth '{settings.auth}' needs a secret")
+        raise ConfigError(f"dialects.{name}.auth", f"supported: {', '.join(AUTH_SCHEMES)}")
+    for key in _SCHEME_SECRETS[settings.auth]:
+        if not settings.secrets.get(key):
+            env = f"IVR_BRIDGE_DIALECTS_{name.upper()}_{key.upper()}"
+            raise ConfigError(f"dialects.{name}.secrets.{key}", f"required (or set {env})")
 
 
 # ---- control messages ----------------------------------------------------------------------

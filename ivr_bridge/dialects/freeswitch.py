@@ -12,7 +12,8 @@ Both speak the same stream (jambonz's ``listen`` verb runs its fork of mod_audio
   24-64 kHz, resampled here to 16 kHz), of any length. ``mono`` is the caller, ``mixed`` both
   parties in one channel, ``stereo`` interleaved left = caller, right = the other party,
   which becomes two channels and two recognition sessions;
-* later text frames: DTMF (``{"event": "dtmf", "dtmf": "5", "duration": ...}``), and on
+* later text frames: DTMF (``{"event": "dtmf", "dtmf": "5", "duration": ...}``, the duration
+  in 8 kHz samples as FreeSWITCH reports it; events carry milliseconds), and on
   jambonz the playout notifications ``mark`` and ``playDone``.
 
 Back to the platform go JSON text frames with a ``type`` — ``transcription`` (or another
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import math
@@ -72,6 +72,7 @@ NATIVE_RATES: Final = (8000, 16000)  # kept as is; higher rates are resampled to
 MIX_TYPES: Final = ("mono", "mixed", "stereo")
 PLAYBACK_MODES: Final = ("json", "stream")
 DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
+DTMF_DURATION_RATE: Final = 8000  # the unit of a DTMF event's duration: 8 kHz samples
 SUBPROTOCOLS: Final = {"freeswitch": "audio.drachtio.org", "jambonz": "audio.jambonz.org"}
 EVENT_TYPES: Final = frozenset({"transcription", "transfer", "error", "json"})
 STREAM_CHUNK_MS: Final = 100  # streamed playback per binary frame
@@ -172,16 +173,18 @@ def _count(value: Any, what: str) -> int:
     raise _invalid(f"{what} must be a non-negative integer")
 
 
-# ---- upgrade authentication: private copy, replace with the shared helper at merge -------
+# ---- upgrade authentication: private copy; at merge, swap for dialects/upgrade_auth.py ----
+# (check_shared_secret(request, settings, query=True) and require_secrets: same secrets layout,
+# "token" -> secrets["token"], "basic" -> secrets["username"] and secrets["password"]).
 
-AUTH_SCHEMES: Final = frozenset({"none", "token", "basic"})
-_DUMMY_SECRET: Final = "\x00" * 32
+AUTH_SCHEMES: Final = ("none", "token", "basic")
+_SCHEME_SECRETS: Final = {"none": (), "token": ("token",), "basic": ("username", "password")}
 
 
-def _same(presented: str, expected: str) -> bool:
-    a = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
-    b = hashlib.sha256(expected.encode("utf-8", "surrogatepass")).digest()
-    return hmac.compare_digest(a, b)
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def _authorization(request: UpgradeRequest, scheme: str) -> str | None:
@@ -193,44 +196,52 @@ def _authorization(request: UpgradeRequest, scheme: str) -> str | None:
 
 
 def check_upgrade(settings: DialectSettings, request: UpgradeRequest) -> str:
-    """Refuse (401/403) an upgrade without the configured credential; return the scheme used.
+    """Refuse (401 nothing offered, 403 wrong) before any recognition session; return the scheme.
 
-    "basic" is what mod_audio_fork (``MOD_AUDIO_BASIC_AUTH_USERNAME/PASSWORD``) and jambonz
-    (``wsAuth``) send; ``settings.secrets`` maps user -> password. "token" takes a bearer
-    header or a ``token`` query parameter matching any configured secret.
+    "token": ``Authorization: Bearer`` or a ``token`` query parameter equal to
+    ``secrets["token"]``. "basic": HTTP Basic equal to ``secrets["username"]`` and
+    ``secrets["password"]``. Constant-time compares; a browser ``Origin`` is refused unless
+    listed in ``allowed_origins``. Reasons never quote what was sent.
     """
     origin = request.header("origin")
     if origin is not None and origin not in settings.allowed_origins:
         raise UpgradeRefused(403, "origin not allowed")
-    if settings.auth == "none":
-        return "none"
     if settings.auth == "token":
-        token = _authorization(request, "bearer") or request.query_value("token")
-        if not token:
-            raise UpgradeRefused(401, "missing token")
-        matches = [_same(token, secret) for secret in settings.secrets.values()]
-        if not any(matches):
-            raise UpgradeRefused(403, "invalid token")
-        return "token"
-    credential = _authorization(request, "basic")
-    if not credential:
-        raise UpgradeRefused(401, "missing credentials")
-    try:
-        user, sep, password = base64.b64decode(credential, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise UpgradeRefused(401, "malformed credentials") from None
-    expected = settings.secrets.get(user) if sep else None
-    ok = _same(password, expected if expected is not None else _DUMMY_SECRET)
-    if expected is None or not ok:
-        raise UpgradeRefused(403, "invalid credentials")
-    return "basic"
+        offered = [
+            v for v in (_authorization(request, "bearer"), request.query_value("token")) if v
+        ]
+        if not offered:
+            raise UpgradeRefused(401, "token required")
+        ok = False
+        for value in offered:
+            ok |= _same(value, settings.secrets["token"])
+        if not ok:
+            raise UpgradeRefused(403, "token mismatch")
+    elif settings.auth == "basic":
+        credential = _authorization(request, "basic")
+        if not credential:
+            raise UpgradeRefused(401, "credentials required")
+        try:
+            decoded = base64.b64decode(credential, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise UpgradeRefused(403, "credentials mismatch") from None
+        user, _, password = decoded.partition(":")
+        ok = _same(user, settings.secrets["username"]) & _same(
+            password, settings.secrets["password"]
+        )
+        if not ok:
+            raise UpgradeRefused(403, "credentials mismatch")
+    return settings.auth
 
 
 def check_settings(settings: DialectSettings, name: str) -> None:
+    """Start-up check: a scheme this dialect supports, with the secrets it needs."""
     if settings.auth not in AUTH_SCHEMES:
-        raise ConfigError(f"dialects.{name}.auth", f"must be one of {sorted(AUTH_SCHEMES)}")
-    if settings.auth != "none" and not settings.secrets:
-        raise ConfigError(f"dialects.{name}.secrets", f"auth '{settings.auth}' needs a secret")
+        raise ConfigError(f"dialects.{name}.auth", f"supported: {', '.join(AUTH_SCHEMES)}")
+    for key in _SCHEME_SECRETS[settings.auth]:
+        if not settings.secrets.get(key):
+            env = f"IVR_BRIDGE_DIALECTS_{name.upper()}_{key.upper()}"
+            raise ConfigError(f"dialects.{name}.secrets.{key}", f"required (or set {env})")
 
 
 # ---- the dialect ---------------------------------------------------------------------------
@@ -483,7 +494,10 @@ class AudioForkDialect:
         digit = message.get("dtmf", message.get("digit"))
         if not isinstance(digit, str) or digit.upper() not in DTMF_DIGITS:
             raise _invalid("dtmf must be a DTMF digit")
-        duration = _count(message["duration"], "duration") if "duration" in message else None
+        duration = None
+        if "duration" in message:
+            # FreeSWITCH reports key-press length in 8 kHz samples; jambonz passes it through.
+            duration = _count(message["duration"], "duration") * 1000 // DTMF_DURATION_RATE
         self.counters.dtmf += 1
         channel = "caller" if "caller" in self._channels else self._channels[0]
         return [Dtmf(channel, digit.upper(), duration)]

@@ -4,6 +4,11 @@
 <rate> <metadata>``) or jambonz (the ``listen`` verb) send: the upgrade (subprotocol, Basic
 ``wsAuth`` or a token), the metadata text frame, binary L16 frames (stereo interleaved), DTMF,
 jambonz's playout ``mark`` notices, and the zero-length frame jambonz sends before closing.
+The platform then closes the socket itself (``closes_socket``).
+
+It also has the simulator's client-encoder shape (``upgrade``, ``opening``, ``audio``,
+``digit``, ``skip``, ``closing``, ``on_server_frame``; ``tracks``, ``custom_parameters`` and
+``auth`` keywords); the simulator must request :attr:`AudioForkClient.subprotocol`.
 """
 
 from __future__ import annotations
@@ -12,14 +17,25 @@ import base64
 import json
 import uuid
 from array import array
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlencode
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ivr_bridge.audio.codecs import resample
 from ivr_bridge.dialects.freeswitch import MIX_TYPES, SAMPLE_RATES, SUBPROTOCOLS
 
 FRAME_MS = 20
+Frame = str | bytes
+
+
+class ClientAuthLike(Protocol):
+    """The simulator's ClientAuth: the bridge's auth scheme and the secrets to present."""
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def secrets(self) -> Mapping[str, str]: ...
 
 
 class AudioForkClient:
@@ -27,13 +43,20 @@ class AudioForkClient:
 
     ``call_attributes`` are the jambonz call attributes (``from``/``to`` are phone numbers in
     real calls); ``metadata`` the verb's (or start command's) metadata, merged into the first
-    frame as jambonz does.
+    frame as jambonz does (``custom_parameters`` join it). ``tracks`` ("inbound",) is a mono
+    fork; stereo needs both sides in one frame, so use :meth:`audio_frames` with ``other``.
     """
+
+    frame_ms = FRAME_MS
+    closes_socket = True
 
     def __init__(
         self,
         flavor: str = "jambonz",
         *,
+        tracks: Sequence[str] = ("inbound",),
+        custom_parameters: Mapping[str, str] | None = None,
+        auth: ClientAuthLike | None = None,
         sample_rate: int = 8000,
         mix_type: str = "mono",
         call_sid: str | None = None,
@@ -44,13 +67,18 @@ class AudioForkClient:
             raise ValueError("flavor must be 'freeswitch' or 'jambonz'")
         if sample_rate not in SAMPLE_RATES or mix_type not in MIX_TYPES:
             raise ValueError("unsupported sample rate or mix type")
+        if tuple(tracks) != ("inbound",):
+            raise ValueError("the simulator's fork is mono: tracks=('inbound',)")
+        self.tracks = ("inbound",)
+        self.auth = auth
         self.flavor = flavor
+        self.dialect = flavor
         self.sample_rate = sample_rate
         self.mix_type = mix_type
         self.channels = 2 if mix_type == "stereo" else 1
         self.call_sid = call_sid or str(uuid.uuid4())
         self.call_attributes = dict(call_attributes or {})
-        self.metadata = dict(metadata or {})
+        self.metadata = {**dict(metadata or {}), **dict(custom_parameters or {})}
         self.subprotocol = SUBPROTOCOLS[flavor]
 
     # ---- the upgrade -----------------------------------------------------------------------
@@ -122,7 +150,9 @@ class AudioForkClient:
 
     @staticmethod
     def dtmf(digit: str, duration_ms: int = 100) -> str:
-        return json.dumps({"event": "dtmf", "dtmf": digit, "duration": duration_ms})
+        """A key press as jambonz forwards FreeSWITCH's event: duration in 8 kHz samples."""
+        samples = duration_ms * 8
+        return json.dumps({"event": "dtmf", "dtmf": digit, "duration": samples})
 
     @staticmethod
     def mark(name: str, event: str = "playout") -> str:
@@ -132,3 +162,64 @@ class AudioForkClient:
     def stop_frames(self) -> list[str | bytes]:
         """jambonz flushes with a zero-length binary frame, then closes normally."""
         return [b""] if self.flavor == "jambonz" else []
+
+    # ---- the simulator's client-encoder shape ----------------------------------------------
+
+    @property
+    def call_id(self) -> str:
+        return self.call_sid
+
+    @property
+    def stream_id(self) -> str:
+        return self.call_sid
+
+    def upgrade(self, url: str) -> tuple[str, dict[str, str]]:
+        """Basic ``wsAuth`` / ``MOD_AUDIO_BASIC_AUTH_*``, or a token in the URL."""
+        auth = self.auth
+        if auth is None or auth.scheme == "none":
+            return url, {}
+        if auth.scheme == "basic":
+            secrets = auth.secrets
+            headers = self.upgrade_headers(
+                username=secrets.get("username", ""), password=secrets.get("password", "")
+            )
+            return url, dict(headers)
+        parts = urlsplit(url)
+        token = urlencode({"token": auth.secrets.get("token", "")})
+        query = "&".join(q for q in (parts.query, token) if q)
+        return urlunsplit(parts._replace(query=query)), {}
+
+    def opening(self) -> list[Frame]:
+        return [self.metadata_frame()]
+
+    def audio(self, pcm: bytes, track: str) -> tuple[Frame, int]:
+        """One binary frame: ``pcm`` (PCM16 at ``sample_rate``) as L16."""
+        return bytes(pcm), len(pcm)
+
+    def skip(self, ms: float) -> None:
+        """Fork frames carry no timestamps: a gap is just time without frames."""
+
+    def digit(self, digit: str) -> list[Frame]:
+        return [self.dtmf(digit)]
+
+    def closing(self) -> list[Frame]:
+        return self.stop_frames()
+
+    def on_server_frame(self, frame: Frame) -> list[Frame]:
+        """jambonz's notices: a ``mark`` is played out at once (the simulator plays nothing),
+        ``playAudio`` is answered with ``playDone``. FreeSWITCH raises events instead."""
+        if self.flavor != "jambonz" or not isinstance(frame, str):
+            return []
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            return []
+        if not isinstance(message, dict):
+            return []
+        data = message.get("data")
+        if message.get("type") == "mark" and isinstance(data, dict):
+            return [self.mark(str(data.get("name", "")))]
+        if message.get("type") == "playAudio":
+            play_id = data.get("id") if isinstance(data, dict) else None
+            return [json.dumps({"type": "playDone", "data": {"id": play_id}})]
+        return []

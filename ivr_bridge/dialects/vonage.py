@@ -24,7 +24,6 @@ Close codes: 1007 malformed JSON, content type, DTMF or audio; 1002 order; 1003 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import math
@@ -153,46 +152,52 @@ def _count(value: Any, what: str) -> int:
     raise _invalid(f"{what} must be a non-negative integer")
 
 
-# ---- upgrade authentication: private copy, replace with the shared helper at merge -------
+# ---- upgrade authentication: private copy; at merge, swap for dialects/upgrade_auth.py ----
+# (check_shared_secret(request, settings, query=True) and require_secrets; "token" ->
+# secrets["token"]).
 
-AUTH_SCHEMES: Final = frozenset({"none", "token"})
+AUTH_SCHEMES: Final = ("none", "token")
 
 
-def _same(presented: str, expected: str) -> bool:
-    a = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
-    b = hashlib.sha256(expected.encode("utf-8", "surrogatepass")).digest()
-    return hmac.compare_digest(a, b)
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 def check_upgrade(settings: DialectSettings, request: UpgradeRequest) -> str:
-    """Refuse (401/403) an upgrade without the configured token; return the scheme used.
+    """Refuse (401 nothing offered, 403 wrong) before any recognition session; return the scheme.
 
     "token": a ``token`` query parameter in the NCCO's websocket URI (or an
-    ``Authorization: Bearer`` header) matching any value of ``settings.secrets``.
+    ``Authorization: Bearer`` header) equal to ``secrets["token"]``, compared in constant time.
     """
     origin = request.header("origin")
     if origin is not None and origin not in settings.allowed_origins:
         raise UpgradeRefused(403, "origin not allowed")
     if settings.auth == "none":
         return "none"
-    token = request.query_value("token")
     authorization = request.header("authorization") or ""
     kind, _, credential = authorization.strip().partition(" ")
-    if kind.lower() == "bearer" and credential.strip():
-        token = credential.strip()
-    if not token:
-        raise UpgradeRefused(401, "missing token")
-    matches = [_same(token, secret) for secret in settings.secrets.values()]
-    if not any(matches):
-        raise UpgradeRefused(403, "invalid token")
+    bearer = credential.strip() if kind.lower() == "bearer" else ""
+    offered = [v for v in (bearer, request.query_value("token")) if v]
+    if not offered:
+        raise UpgradeRefused(401, "token required")
+    ok = False
+    for value in offered:
+        ok |= _same(value, settings.secrets["token"])
+    if not ok:
+        raise UpgradeRefused(403, "token mismatch")
     return "token"
 
 
 def check_settings(settings: DialectSettings) -> None:
+    """Start-up check: a scheme Vonage can use, with its secret."""
     if settings.auth not in AUTH_SCHEMES:
-        raise ConfigError(f"dialects.{NAME}.auth", f"must be one of {sorted(AUTH_SCHEMES)}")
-    if settings.auth != "none" and not settings.secrets:
-        raise ConfigError(f"dialects.{NAME}.secrets", "auth 'token' needs a secret")
+        raise ConfigError(f"dialects.{NAME}.auth", f"supported: {', '.join(AUTH_SCHEMES)}")
+    if settings.auth == "token" and not settings.secrets.get("token"):
+        raise ConfigError(
+            f"dialects.{NAME}.secrets.token", "required (or set IVR_BRIDGE_DIALECTS_VONAGE_TOKEN)"
+        )
 
 
 def parse_content_type(value: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from array import array
 from pathlib import Path
 from typing import Any
@@ -325,7 +326,12 @@ def test_recorded_session_replays() -> None:
 
 # ---- fuzz ----------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FUZZ_EXAMPLES=20000 for a long run off CI.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 EVENTS = ["MEDIA_START", "DTMF_END", "MEDIA_XOFF", "MEDIA_XON", "MEDIA_MARK_PROCESSED", "HANGUP"]
 plain = st.builds(
     lambda name, parts: " ".join([name, *parts]),
@@ -399,7 +405,9 @@ def test_auth_none_opens_and_passes_uri_parameters() -> None:
         ("token", request(authorization="Bearer forged"), 403),
         ("basic", request(authorization=basic("asterisk", SECRET)), None),
         ("basic", request(), 401),
-        ("basic", request(authorization="Basic !!!"), 401),
+        ("basic", request(authorization="Basic !!!"), 403),
+        ("basic", request(authorization=f"Bearer {SECRET}"), 401),
+        ("token", request(authorization=basic("asterisk", SECRET)), 401),
         ("basic", request(authorization=basic("asterisk", "forged")), 403),
         ("basic", request(authorization=basic("nobody", SECRET)), 403),
         ("basic", request(authorization="Basic " + base64.b64encode(b"nocolon").decode()), 403),
@@ -407,7 +415,7 @@ def test_auth_none_opens_and_passes_uri_parameters() -> None:
     ],
 )
 def test_auth_cases(auth: str, req: UpgradeRequest, status: int | None) -> None:
-    secrets = {"asterisk": SECRET} if auth != "none" else {}
+    secrets = {"token": SECRET, "username": "asterisk", "password": SECRET}
     f = factory(auth, secrets)
     if status is None:
         assert isinstance(f.open(req), AsteriskDialect)
@@ -423,7 +431,9 @@ def test_allowed_origin_and_config_errors() -> None:
     with pytest.raises(ConfigError):
         factory("token")  # no secret
     with pytest.raises(ConfigError):
-        factory("signature", {"a": "b"})
+        factory("signature", {"token": "b"})
+    with pytest.raises(ConfigError):
+        factory("basic", {"username": "u"})  # no password
     with pytest.raises(ConfigError):
         SPEC.make_factory(DialectSettings(options={"control_format": "xml"}))
     assert check_upgrade(DialectSettings(), request()) == "none"
@@ -438,3 +448,49 @@ def test_client_frames_round_trip_mulaw_exactly() -> None:
     assert b"".join(a.pcm for a in audio if isinstance(a, Audio)) == ulaw_to_pcm16(mulaw)
     assert client.upgrade_path(token="t") == "/asterisk?token=t"
     assert client.upgrade_headers(bearer="b") == [("Authorization", "Bearer b")]
+
+
+# ---- the simulator's encoder shape ---------------------------------------------------------
+
+
+class Auth:
+    def __init__(self, scheme: str, **secrets: str) -> None:
+        self.scheme, self.secrets = scheme, secrets
+
+
+@pytest.mark.parametrize(
+    "auth", [Auth("basic", username="u", password=SECRET), Auth("token", token=SECRET)]
+)
+def test_encoder_shape_drives_the_dialect_through_its_factory(auth: Auth) -> None:
+    client = AsteriskClient(
+        media_format="slin16", control_format="json", custom_parameters={"tenant": "t"}, auth=auth
+    )
+    url, headers = client.upgrade("wss://bridge.example/asterisk")
+    path, _, query = url.removeprefix("wss://bridge.example").partition("?")
+    secrets = {"username": "u", "password": SECRET, "token": SECRET}
+    dialect = factory(auth.scheme, secrets).open(
+        UpgradeRequest(
+            path=path, query_string=query, headers={k.lower(): v for k, v in headers.items()}
+        )
+    )
+    events = [e for f in client.opening() for e in dialect.receive_text(str(f))]
+    frame, size = client.audio(tone(20, client.sample_rate), "inbound")
+    assert size == 640 and isinstance(frame, bytes)
+    events += dialect.receive_bytes(frame)
+    client.skip(100)
+    events += [e for f in client.digit("2") for e in dialect.receive_text(str(f))]
+    assert client.closing() == [] and client.closes_socket
+    assert isinstance(events[0], CallStarted) and events[0].custom_parameters["tenant"] == "t"
+    assert events[0].platform_call_id == client.call_id
+    assert events[0].stream_id == client.stream_id
+    dialect.send(SendMark("m1"))
+    dialect.send(PlayAudio(b"", 8000))
+    (mark_command,) = dialect.data_to_send()
+    (echo,) = client.on_server_frame(mark_command)
+    assert dialect.receive_text(str(echo)) == [Mark("m1")]
+    (status,) = client.on_server_frame('{"command":"GET_STATUS"}')
+    assert dialect.receive_text(str(status)) == []
+    assert client.on_server_frame(b"\x00") == client.on_server_frame("FLUSH_MEDIA") == []
+    assert client.on_server_frame("{bad") == client.on_server_frame("[1]") == []
+    with pytest.raises(ValueError):
+        AsteriskClient(tracks=("inbound", "outbound"))

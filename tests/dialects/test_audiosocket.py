@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from array import array
 from pathlib import Path
@@ -208,7 +209,12 @@ def test_recorded_session_replays_in_odd_chunks() -> None:
 
 # ---- fuzz ----------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FUZZ_EXAMPLES=20000 for a long run off CI.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 packets = st.builds(
     encode_frame,
     st.sampled_from([0x00, 0x01, 0x03, 0x10, 0x12, 0x16, 0x42, 0xFF]),
@@ -229,3 +235,20 @@ def test_fuzz_only_events_or_dialect_error(chunks: list[bytes], start: bool) -> 
         dialect.send(PlayAudio(b"\x01\x00" * 30, 8000))
         assert all(p[0] in AUDIO_RATES for p in dialect.data_to_send())
     dialect.receive_eof()
+
+
+def test_encoder_shape_frames() -> None:
+    client = AudioSocketClient(call_uuid=UUID, sample_rate=16000)
+    dialect = AudioSocketDialect()
+    events = feed_all(dialect, client.opening())
+    packet, size = client.audio(tone(20, 16000), "inbound")
+    client.skip(40)
+    events += dialect.receive_bytes(packet)
+    events += feed_all(dialect, client.digit("7"))
+    assert size == 640 and isinstance(events[0], CallStarted)
+    assert events[0].platform_call_id == client.call_id == client.stream_id
+    assert events[-1] == Dtmf("caller", "7")
+    assert client.on_server_frame(packet) == []
+    assert feed_all(dialect, client.closing()) == [CallEnded("hangup")]
+    with pytest.raises(ValueError):
+        AudioSocketClient(tracks=("inbound", "outbound"))

@@ -39,7 +39,9 @@ def tone(ms: int, rate: int, freq: int = 700) -> bytes:
 
 
 def opened(query: str = "", auth: str = "none", **headers: str) -> Any:
-    factory = SPEC.make_factory(DialectSettings(auth=auth, secrets={"freeswitch": SECRET}))
+    factory = SPEC.make_factory(
+        DialectSettings(auth=auth, secrets={"username": "freeswitch", "password": SECRET})
+    )
     return factory.open(UpgradeRequest(path="/freeswitch", query_string=query, headers=headers))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from array import array
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,7 @@ def test_mixed_is_one_channel() -> None:
 # ---- message table ------------------------------------------------------------------------
 
 TABLE: list[tuple[str, list[Any] | int]] = [
-    ('{"event":"dtmf","dtmf":"5","duration":240}', [Dtmf("caller", "5", 240)]),
+    ('{"event":"dtmf","dtmf":"5","duration":1920}', [Dtmf("caller", "5", 240)]),  # samples
     ('{"event":"dtmf","dtmf":"*"}', [Dtmf("caller", "*")]),
     ('{"event":"dtmf","dtmf":"Z"}', INVALID),
     ('{"event":"dtmf","dtmf":5}', INVALID),
@@ -281,7 +282,12 @@ def test_scripted_session_replays() -> None:
 
 # ---- fuzz ----------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FUZZ_EXAMPLES=20000 for a long run off CI.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 values = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=8),
     st.sampled_from([8000, 16000, "mono", "stereo", "mixed", "dtmf", "mark", "5"]),
@@ -336,7 +342,11 @@ def basic(user: str, password: str) -> str:
     ],
 )
 def test_auth(auth: str, query: str, headers: dict[str, str], status: int | None) -> None:
-    factory = JAMBONZ_SPEC.make_factory(DialectSettings(auth=auth, secrets={"jambonz": SECRET}))
+    factory = JAMBONZ_SPEC.make_factory(
+        DialectSettings(
+            auth=auth, secrets={"username": "jambonz", "password": SECRET, "token": SECRET}
+        )
+    )
     req = UpgradeRequest(path="/jambonz", query_string=query, headers=headers)
     if status is None:
         assert factory.open(req).name == "jambonz"
@@ -363,3 +373,51 @@ def test_specs() -> None:
     assert AudioForkClient("jambonz").subprotocol == "audio.jambonz.org"
     with pytest.raises(ValueError):
         AudioForkDialect("asterisk")
+
+
+# ---- the simulator's encoder shape ---------------------------------------------------------
+
+
+class Auth:
+    def __init__(self, scheme: str, **secrets: str) -> None:
+        self.scheme, self.secrets = scheme, secrets
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [Auth("basic", username="jambonz", password=SECRET), Auth("token", token=SECRET), None],
+)
+def test_encoder_shape_drives_the_dialect_through_its_factory(auth: Auth | None) -> None:
+    client = AudioForkClient(
+        "jambonz", sample_rate=16000, custom_parameters={"campaign": "c"}, auth=auth
+    )
+    url, headers = client.upgrade("wss://bridge.example/jambonz")
+    path, _, query = url.removeprefix("wss://bridge.example").partition("?")
+    settings_ = DialectSettings(
+        auth=auth.scheme if auth else "none",
+        secrets={"username": "jambonz", "password": SECRET, "token": SECRET},
+        options={"playback": "stream"},
+    )
+    dialect = JAMBONZ_SPEC.make_factory(settings_).open(
+        UpgradeRequest(
+            path=path, query_string=query, headers={k.lower(): v for k, v in headers.items()}
+        )
+    )
+    (start,) = [e for f in client.opening() for e in dialect.receive_text(str(f))]
+    assert isinstance(start, CallStarted) and start.custom_parameters["campaign"] == "c"
+    assert start.platform_call_id == client.call_id == client.stream_id
+    frame, size = client.audio(tone(20, 16000), "inbound")
+    assert size == 640 and dialect.receive_bytes(bytes(frame)) == [Audio("caller", bytes(frame))]
+    client.skip(20)
+    assert dialect.receive_text(str(client.digit("6")[0])) == [Dtmf("caller", "6", 100)]
+    dialect.send(SendMark("m"))
+    replies = [r for out in dialect.data_to_send() for r in client.on_server_frame(out)]
+    assert [e for r in replies for e in dialect.receive_text(str(r))] == [Mark("m")]
+    (done,) = client.on_server_frame('{"type":"playAudio","data":{"id":"p"}}')
+    assert dialect.receive_text(str(done)) == []
+    assert client.on_server_frame(b"") == client.on_server_frame("x") == []
+    assert client.on_server_frame("[]") == []
+    assert client.closing() == [b""] and client.closes_socket
+    assert AudioForkClient("freeswitch").on_server_frame('{"type":"mark"}') == []
+    with pytest.raises(ValueError):
+        AudioForkClient(tracks=("inbound", "outbound"))

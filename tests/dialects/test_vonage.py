@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from array import array
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,12 @@ def test_scripted_session_replays() -> None:
 
 # ---- fuzz --------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FUZZ_EXAMPLES=20000 for a long run off CI.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 values = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 10**6), st.text(max_size=10),
     st.sampled_from(["websocket:connected", "websocket:dtmf", "websocket:notify",
@@ -278,7 +284,7 @@ def test_fuzz_only_events_or_dialect_error(script: list[str | bytes], start: boo
     ],
 )
 def test_auth(query: str, headers: dict[str, str], status: int | None) -> None:
-    factory = SPEC.make_factory(DialectSettings(auth="token", secrets={"default": TOKEN}))
+    factory = SPEC.make_factory(DialectSettings(auth="token", secrets={"token": TOKEN}))
     req = UpgradeRequest(path="/vonage", query_string=query, headers=headers)
     if status is None:
         assert factory.open(req).name == "vonage"
@@ -292,7 +298,7 @@ def test_config_checks_and_query_parameters() -> None:
     with pytest.raises(ConfigError):
         SPEC.make_factory(DialectSettings(auth="token"))
     with pytest.raises(ConfigError):
-        SPEC.make_factory(DialectSettings(auth="basic", secrets={"a": "b"}))
+        SPEC.make_factory(DialectSettings(auth="basic", secrets={"token": "b"}))
     with pytest.raises(ConfigError):
         SPEC.make_factory(DialectSettings(options={"max_play_frames": 0}))
     dialect = SPEC.make_factory(DialectSettings()).open(
@@ -302,3 +308,38 @@ def test_config_checks_and_query_parameters() -> None:
     assert isinstance(event, CallStarted)
     assert dict(event.custom_parameters) == {"tenant": "t1", "uuid": "u"}
     assert VonageClient().upgrade_path(token="a b") == "/vonage?token=a+b"
+
+
+# ---- the simulator's encoder shape ---------------------------------------------------------
+
+
+class Auth:
+    scheme = "token"
+    secrets = {"token": TOKEN}
+
+
+def test_encoder_shape_drives_the_dialect_through_its_factory() -> None:
+    client = VonageClient(custom_parameters={"lang": "en"}, auth=Auth())
+    url, headers = client.upgrade("wss://bridge.example/vonage?site=eu")
+    assert headers == {}
+    path, _, query = url.removeprefix("wss://bridge.example").partition("?")
+    factory = SPEC.make_factory(DialectSettings(auth="token", secrets={"token": TOKEN}))
+    dialect = factory.open(UpgradeRequest(path=path, query_string=query))
+    (started_event,) = [e for f in client.opening() for e in dialect.receive_text(str(f))]
+    assert isinstance(started_event, CallStarted)
+    assert started_event.custom_parameters["lang"] == "en"
+    assert started_event.custom_parameters["site"] == "eu"
+    assert started_event.platform_call_id == client.call_id == client.stream_id
+    frame, size = client.audio(tone(20, 16000), "inbound")
+    assert size == 640 and dialect.receive_bytes(bytes(frame))[0] == Audio("caller", bytes(frame))
+    client.skip(50)
+    assert dialect.receive_text(str(client.digit("4")[0])) == [Dtmf("caller", "4", 260)]
+    dialect.send(SendMark("m"))
+    dialect.send(ClearAudio())
+    replies = [r for out in dialect.data_to_send() for r in client.on_server_frame(out)]
+    assert [e for r in replies for e in dialect.receive_text(str(r))] == [Mark("m")]
+    assert client.on_server_frame(b"\x00") == client.on_server_frame("nope") == []
+    assert client.on_server_frame("[]") == client.closing() == []
+    assert VonageClient().upgrade("ws://h/vonage") == ("ws://h/vonage", {})
+    with pytest.raises(ValueError):
+        VonageClient(tracks=("inbound", "outbound"))

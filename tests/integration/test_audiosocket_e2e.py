@@ -13,7 +13,12 @@ import pytest
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge.app import BridgeApp, call_options_from
-from ivr_bridge.audiosocket_server import AudioSocketServer, PacedStream, parse_allow_list
+from ivr_bridge.audiosocket_server import (
+    AudioSocketServer,
+    PacedStream,
+    parse_allow_list,
+    peer_allowed,
+)
 from ivr_bridge.clock import ScaledClock
 from ivr_bridge.dialects.audiosocket import KIND_HANGUP, FrameParser, encode_frame
 from ivr_bridge.dialects.audiosocket_client import AudioSocketClient
@@ -93,6 +98,7 @@ async def test_address_off_the_allow_list_opens_no_session(bridge: Any, listener
         data = b""
     assert data == b""
     assert server.connections_refused >= 1 and server.calls_total == 0
+    assert server.counters()["audiosocket_connections_refused"] == server.connections_refused
     assert got.events == []
     assert app.embedded is not None and app.embedded.stats.sessions_opened == 0
 
@@ -148,6 +154,11 @@ def test_allow_list_parsing() -> None:
     assert len(networks) == 3
     with pytest.raises(ValueError):
         parse_allow_list(["not-an-address"])
+    assert peer_allowed("10.0.0.5", networks) and peer_allowed("192.168.7.1", networks)
+    assert peer_allowed("::ffff:10.0.0.5", networks)  # a dual-stack listener's view of IPv4
+    assert peer_allowed("::1", networks)
+    assert not peer_allowed("10.0.0.6", networks) and not peer_allowed("", networks)
+    assert peer_allowed("203.0.113.9", ())
 
 
 async def test_no_lingering_for_a_peer_that_hung_up() -> None:

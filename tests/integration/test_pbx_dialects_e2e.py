@@ -96,7 +96,7 @@ async def front_door() -> AsyncIterator[Callable[..., Any]]:
             "127.0.0.1",
             0,
             process_request=upgrade,
-            subprotocols=[*subprotocols] or None,  # type: ignore[list-item]
+            subprotocols=[*subprotocols] or None,
             compression=None,
         )
         servers.append(server)
@@ -121,7 +121,7 @@ def finals(got: Any, call_id: str, channel: str) -> list[str]:
 async def test_asterisk_slin16_json_control(bridge: Any, front_door: Any) -> None:
     app, got = await bridge(engine="tones")
     factory = asterisk.SPEC.make_factory(
-        DialectSettings(auth="basic", secrets={"asterisk": SECRET})
+        DialectSettings(auth="basic", secrets={"username": "asterisk", "password": SECRET})
     )
     port = await front_door(app, factory, [])
     client = AsteriskClient(media_format="slin16", control_format="json",
@@ -144,7 +144,7 @@ async def test_asterisk_slin16_json_control(bridge: Any, front_door: Any) -> Non
 async def test_jambonz_stereo_gives_two_sessions(bridge: Any, front_door: Any) -> None:
     app, got = await bridge(engine="tones")
     factory = freeswitch.JAMBONZ_SPEC.make_factory(
-        DialectSettings(auth="basic", secrets={"jambonz": SECRET})
+        DialectSettings(auth="basic", secrets={"username": "jambonz", "password": SECRET})
     )
     port = await front_door(app, factory, ["audio.jambonz.org"])
     client = AudioForkClient("jambonz", sample_rate=16000, mix_type="stereo",
@@ -157,7 +157,7 @@ async def test_jambonz_stereo_gives_two_sessions(bridge: Any, front_door: Any) -
         port,
         "/jambonz",
         frames,
-        subprotocols=[client.subprotocol],  # type: ignore[list-item]
+        subprotocols=[client.subprotocol],
         additional_headers=client.upgrade_headers(username="jambonz", password=SECRET),
     )
     await got.wait_ended(1, timeout=60)
@@ -183,7 +183,7 @@ async def test_freeswitch_without_metadata_uses_the_url(bridge: Any, front_door:
 
 async def test_vonage_token_and_sixteen_khz(bridge: Any, front_door: Any) -> None:
     app, got = await bridge(engine="tones")
-    factory = vonage.SPEC.make_factory(DialectSettings(auth="token", secrets={"a": SECRET}))
+    factory = vonage.SPEC.make_factory(DialectSettings(auth="token", secrets={"token": SECRET}))
     port = await front_door(app, factory, [])
     client = VonageClient(sample_rate=16000)
     frames = [client.connected(), *client.audio_frames(synthesize_script(CALLER, rate=16000),
@@ -201,7 +201,7 @@ async def test_refused_upgrade_opens_no_session(
     bridge: Any, front_door: Any, token: str | None
 ) -> None:
     app, got = await bridge(engine="tones")
-    factory = vonage.SPEC.make_factory(DialectSettings(auth="token", secrets={"a": SECRET}))
+    factory = vonage.SPEC.make_factory(DialectSettings(auth="token", secrets={"token": SECRET}))
     port = await front_door(app, factory, [])
     client = VonageClient()
     with pytest.raises(InvalidStatus) as info:

@@ -89,7 +89,6 @@ class WebhookSink:
         self.concurrency = max(1, max_in_flight)
         self._host = httpx.URL(url).host
         self._secret = secret
-        self._timeout = timeout_s
         self._retry_total = retry_total_s
         self._max_attempts = max_attempts
         self._backoff_initial = backoff_initial_s
@@ -179,10 +178,10 @@ class WebhookSink:
         if self._secret:
             headers["webhook-signature"] = sign(self._secret, event_id, ts, body)
         try:
-            resp = await self._clock.wait_for(
-                self._client.post(self.url, content=body, headers=headers), self._timeout
-            )
-        except TimeoutError:
+            # httpx's own timeout (real seconds): cancelling a request from outside can leave
+            # a pooled connection unusable, so the request is never cancelled by us.
+            resp = await self._client.post(self.url, content=body, headers=headers)
+        except httpx.TimeoutException:
             return _Outcome(retry=True, error="timeout")
         except httpx.HTTPError as exc:
             return _Outcome(retry=True, error=type(exc).__name__)

@@ -231,8 +231,10 @@ class NatsSink:
     async def _unsubscribe_commands(self, call_id: str) -> None:
         sub = self._command_subs.pop(call_id, None)
         if sub is not None:
-            with contextlib.suppress(nats.errors.Error):
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await sub.unsubscribe()
+                if self._nc is not None:
+                    await self._nc.flush(timeout=2)  # the server has it before call_ended goes
 
     async def _handle_command(self, call_id: str, msg: Msg) -> None:
         error = ""

@@ -73,18 +73,22 @@ async def worker(nats_url: str) -> AsyncIterator[nats.NATS]:
     await nc.close()
 
 
-async def consume_all(nc: nats.NATS, prefix: str = "ivr.calls") -> list[dict[str, Any]]:
+async def consume_all(nc: nats.NATS, expected: int) -> list[dict[str, Any]]:
+    """A worker's pull consumer: fetch until ``expected`` arrived, then look for extras."""
     js = nc.jetstream()
-    sub = await js.pull_subscribe(f"{prefix}.>", durable="worker", stream="IVR_CALLS")
+    sub = await js.pull_subscribe("ivr.calls.>", durable="worker", stream="IVR_CALLS")
     out: list[dict[str, Any]] = []
-    while True:
+    idle = 0
+    while idle < 3:
         try:
-            msgs = await sub.fetch(100, timeout=0.5)
-        except nats.errors.TimeoutError:
-            return out
+            msgs = await sub.fetch(100, timeout=2.0 if len(out) < expected else 0.3)
+        except (nats.errors.TimeoutError, TimeoutError):
+            idle += 1 if len(out) < expected else 3
+            continue
         for msg in msgs:
             out.append(json.loads(msg.data))
             await msg.ack()
+    return out
 
 
 async def test_every_event_of_every_call_exactly_once(nats_url: str, worker: nats.NATS) -> None:
@@ -108,7 +112,7 @@ async def test_every_event_of_every_call_exactly_once(nats_url: str, worker: nat
         await again.deliver(e)
     assert again.duplicates == 10
     await again.aclose()
-    got = await consume_all(worker)
+    got = await consume_all(worker, len(sent))
     assert sorted(g["id"] for g in got) == sorted(e.id for e in sent)
     per_call: dict[str, list[int]] = defaultdict(list)
     for g in got:
@@ -168,8 +172,9 @@ async def test_commands_reach_the_callback_while_the_call_lives(
     assert sink.health()["live_calls"] == 1 and sink.commands_rejected == 2
     await sink.deliver(ev("c1", 9, "call_ended"))
     with pytest.raises(nats.errors.NoRespondersError):
-        await worker.request(subject, b'{"type": "clear"}', 1)
+        await worker.request(subject, b'{"type": "clear"}', 2)
     await sink.aclose()
+    assert len(got) == 2
 
 
 async def test_publish_retries_are_bounded_then_refused(nats_url: str) -> None:

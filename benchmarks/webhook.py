@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -100,11 +101,13 @@ async def throughput(events: int, calls: int, in_flight: int, delay_s: float) ->
             for c in range(calls)
         ]
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         for event in batch:
             bus.publish(event)
         while stats.delivered + stats.failed < len(batch):
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         await bus.aclose()
         rows = remote.rows()
     in_order = _per_call_in_order(rows)
@@ -113,7 +116,10 @@ async def throughput(events: int, calls: int, in_flight: int, delay_s: float) ->
         f"| receiver answers after | {delay_s * 1000:.0f} ms (separate process) |",
         f"| delivered / failed | {stats.delivered} / {stats.failed} |",
         f"| throughput | {len(batch) / elapsed:,.0f} events/s ({elapsed:.2f} s) |",
+        f"| bridge CPU per event | {cpu / len(batch) * 1e6:.0f} us "
+        f"({len(batch) / cpu:,.0f} events/s per core) |",
         f"| every call in order | {in_order} |",
+        f"| machine load average | {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores |",
     ]
 
 

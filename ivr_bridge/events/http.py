@@ -2,9 +2,10 @@
 
 Why not httpx here: with dozens of connections in flight its pool does work proportional to
 connections x waiting requests on every request, and the webhook sink must keep thousands
-of events a second moving on a shared core. This client does only what a webhook needs (a
-POST with a small body, status and headers back) on asyncio streams with h11 parsing the
-protocol, reusing an idle connection whenever the last exchange ended cleanly.
+of events a second moving on a shared core. This client does only what a webhook needs: a
+POST with a small body, and the answer's status and headers back (its body is read and
+dropped). Requests are formatted here; answers are parsed by ``read_response`` (status line,
+headers, then a Content-Length, chunked or no body), strictly and with size limits.
 
 The caller bounds concurrency (the bus runs at most ``size`` deliveries per sink); the pool
 keeps at most ``size`` idle connections. A request that fails on a reused connection before
@@ -19,7 +20,9 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import h11
+_MAX_HEAD = 64 * 1024
+_MAX_BODY = 1024 * 1024
+_NO_BODY = frozenset({204, 304})
 
 
 class HttpError(Exception):
@@ -36,10 +39,65 @@ class HttpResponse:
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    h11: h11.Connection
 
     def close(self) -> None:
         self.writer.close()
+
+
+class ProtocolViolation(Exception):
+    """The server's answer is not HTTP/1.1 as we read it."""
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[HttpResponse, bool]:
+    """Read one answer; returns it and whether the connection may be reused."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError as exc:
+        raise ProtocolViolation("header too large") from exc
+    lines = head[:-4].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ProtocolViolation("bad status line")
+    status = int(parts[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise ProtocolViolation("bad header line")
+        headers[name.lower()] = value.strip()
+    if 100 <= status < 200:
+        return await read_response(reader)  # 100 Continue and friends: the real answer follows
+    reusable = parts[0] == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    if status in _NO_BODY:
+        return HttpResponse(status, headers), reusable
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        await _skip_chunked(reader)
+    elif "content-length" in headers:
+        length = headers["content-length"]
+        if not length.isdigit() or int(length) > _MAX_BODY:
+            raise ProtocolViolation("bad content-length")
+        await reader.readexactly(int(length))
+    else:
+        return HttpResponse(status, headers), False  # body runs to the close: not reusable
+    return HttpResponse(status, headers), reusable
+
+
+async def _skip_chunked(reader: asyncio.StreamReader) -> None:
+    total = 0
+    while True:
+        size_line = (await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip()
+        try:
+            size = int(size_line, 16)
+        except ValueError as exc:
+            raise ProtocolViolation("bad chunk size") from exc
+        total += size
+        if size < 0 or total > _MAX_BODY:
+            raise ProtocolViolation("body too large")
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass  # trailers
+            return
+        await reader.readexactly(size + 2)
 
 
 class HttpPool:
@@ -82,57 +140,37 @@ class HttpPool:
             self.host, self._port, ssl=self._tls, server_hostname=self.host if self._tls else None
         )
         self.opened += 1
-        return _Connection(reader, writer, h11.Connection(our_role=h11.CLIENT))
+        return _Connection(reader, writer)
 
     async def _exchange(
         self, conn: _Connection, body: bytes, headers: list[tuple[str, str]]
     ) -> HttpResponse:
-        answered = False
+        head = [
+            f"POST {self._target} HTTP/1.1",
+            f"host: {self._authority}",
+            f"user-agent: {self._user_agent}",
+            f"content-length: {len(body)}",
+            *(f"{name}: {value}" for name, value in headers),
+        ]
+        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         try:
             async with asyncio.timeout(self._timeout):
-                request = h11.Request(
-                    method="POST",
-                    target=self._target,
-                    headers=[
-                        ("host", self._authority),
-                        ("user-agent", self._user_agent),
-                        ("content-length", str(len(body))),
-                        *headers,
-                    ],
-                )
-                p = conn.h11
-                conn.writer.write(
-                    p.send(request) + p.send(h11.Data(data=body)) + p.send(h11.EndOfMessage())
-                )
+                conn.writer.write(request)
                 await conn.writer.drain()
-                response: h11.Response | None = None
-                while True:
-                    event = p.next_event()
-                    if event is h11.NEED_DATA:
-                        p.receive_data(await conn.reader.read(65536))
-                    elif isinstance(event, h11.Response):
-                        response, answered = event, True
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
-                    elif isinstance(event, h11.ConnectionClosed):
-                        raise ConnectionResetError("closed before the answer")
+                response, reusable = await read_response(conn.reader)
         except BaseException as exc:
             conn.close()
-            if isinstance(exc, OSError | h11.ProtocolError) and not answered:
+            failure = OSError | asyncio.IncompleteReadError | ProtocolViolation
+            if isinstance(exc, failure):
                 raise _NoAnswer(type(exc).__name__) from exc
-            if isinstance(exc, OSError | h11.ProtocolError | TimeoutError):
+            if isinstance(exc, TimeoutError):
                 raise HttpError(type(exc).__name__) from exc
             raise
-        assert response is not None
-        if p.our_state is h11.DONE and p.their_state is h11.DONE and len(self._idle) < self._size:
-            p.start_next_cycle()
+        if reusable and len(self._idle) < self._size:
             self._idle.append(conn)
         else:
             conn.close()
-        return HttpResponse(
-            response.status_code,
-            {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers},
-        )
+        return response
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []

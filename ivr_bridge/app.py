@@ -9,9 +9,10 @@ from __future__ import annotations
 import errno
 import inspect
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -20,8 +21,10 @@ from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.config import Settings
 from ivr_bridge.dialects.registry import build_routes
 from ivr_bridge.errors import ConfigError
+from ivr_bridge.events.breaker import BreakerConfig
 from ivr_bridge.events.bus import EventBus, Sink
 from ivr_bridge.events.console import ConsoleSink
+from ivr_bridge.events.deadletter import DeadLetterFile
 from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
 from ivr_bridge.local.faults import FaultPlan
@@ -113,8 +116,11 @@ class BridgeApp:
         local_limits: LocalLimits | None = None,
         policy: PolicyConfig | None = None,
         local_faults: FaultPlan | None = None,
+        on_command: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
     ) -> None:
         self.settings = settings
+        # Commands from NATS (play/mark/clear/hangup) for a call this bridge owns.
+        self._on_command = on_command
         self._local_faults = local_faults
         self._clock = clock
         self._extra_sinks = list(sinks)
@@ -208,30 +214,7 @@ class BridgeApp:
         self.recognizer = SpeechKitV3Recognizer(
             endpoint, tls=choice.tls, credentials=credentials, folder_id=s.speechkit.folder_id
         )
-        self.bus = EventBus(s.events.queue_size, include_partials=s.events.include_partials)
-        if s.events.jsonl:
-            try:
-                self.bus.add_sink(JsonlSink(s.events.jsonl))
-            except OSError as exc:
-                # mkdir of the parent says "File exists" when a parent is a plain file.
-                why = (
-                    "a parent path is not a directory"
-                    if isinstance(exc, FileExistsError | NotADirectoryError)
-                    else exc.strerror or type(exc).__name__
-                )
-                raise ConfigError(
-                    "events.jsonl", f"cannot append to {str(Path(s.events.jsonl))!r}: {why}"
-                ) from None
-        if s.events.stdout:
-            self.bus.add_sink(ConsoleSink(include_partials=s.events.include_partials))
-        if s.events.webhook:
-            self.bus.add_sink(
-                WebhookSink(
-                    s.events.webhook,
-                    secret=s.events.webhook_secret,
-                    timeout_s=s.events.webhook_timeout_s,
-                )
-            )
+        self.bus = await self._build_bus()
         for sink in self._extra_sinks:
             self.bus.add_sink(sink)
         options = call_options_from(s)
@@ -278,12 +261,80 @@ class BridgeApp:
         log.info("sinks_reopened")
         return True
 
+    async def _build_bus(self) -> EventBus:
+        """The bus and the sinks the settings ask for (events.* keys)."""
+        ev = self.settings.events
+        dead_letter = DeadLetterFile(ev.dead_letter_file) if ev.dead_letter_file else None
+        bus = EventBus(
+            ev.queue_size,
+            include_partials=ev.include_partials,
+            per_call_queue_size=ev.per_call_queue_size,
+            clock=self._clock,
+            dead_letter=dead_letter,
+        )
+        if ev.jsonl:
+            try:
+                bus.add_sink(JsonlSink(ev.jsonl))
+            except OSError as exc:
+                # mkdir of the parent says "File exists" when a parent is a plain file.
+                why = (
+                    "a parent path is not a directory"
+                    if isinstance(exc, FileExistsError | NotADirectoryError)
+                    else exc.strerror or type(exc).__name__
+                )
+                raise ConfigError(
+                    "events.jsonl", f"cannot append to {str(Path(ev.jsonl))!r}: {why}"
+                ) from None
+        if ev.stdout:
+            bus.add_sink(ConsoleSink(include_partials=ev.include_partials))
+        urls = [u for u in (ev.webhook, *ev.webhooks) if u]
+        for i, url in enumerate(urls):
+            bus.add_sink(
+                WebhookSink(
+                    url,
+                    name="webhook" if i == 0 else f"webhook-{i + 1}",
+                    secret=ev.webhook_secret,
+                    timeout_s=ev.webhook_timeout_s,
+                    max_in_flight=ev.webhook_max_in_flight,
+                    retry_total_s=ev.webhook_retry_total_s,
+                    backoff_initial_s=ev.webhook_backoff_initial_s,
+                    backoff_max_s=ev.webhook_backoff_max_s,
+                    breaker=BreakerConfig(
+                        threshold=ev.webhook_breaker_threshold,
+                        cooldown_max_s=ev.webhook_breaker_cooldown_max_s,
+                    ),
+                    clock=self._clock,
+                )
+            )
+        if ev.nats_url:
+            try:
+                from ivr_bridge.events.jetstream import NatsSink
+            except ImportError as exc:
+                raise ConfigError(
+                    "events.nats_url", "needs the nats extra: pip install 'ivr-bridge[nats]'"
+                ) from exc
+            nats_sink = NatsSink(
+                ev.nats_url,
+                subject_prefix=ev.nats_subject_prefix,
+                stream=ev.nats_stream,
+                retention=ev.nats_retention,
+                max_age_s=ev.nats_max_age_s,
+                max_in_flight=ev.nats_max_in_flight,
+                retry_total_s=ev.nats_retry_total_s,
+                on_command=self._on_command,
+                clock=self._clock,
+            )
+            await nats_sink.start()
+            bus.add_sink(nats_sink)
+        return bus
+
     async def stop(self, drain_timeout_s: float = 0.0) -> None:
         if self.server is not None:
             await self.server.drain(drain_timeout_s)
             self.server = None
         if self.bus is not None:
-            await self.bus.aclose()
+            # Queued events get the drain period, then go to the dead-letter file.
+            await self.bus.aclose(self.settings.events.drain_timeout_s)
             self.bus = None
         if self.recognizer is not None:
             await self.recognizer.close()

@@ -96,11 +96,28 @@ class SessionSettings:
 class EventSettings:
     jsonl: str = ""
     webhook: str = ""
-    webhook_secret: str = field(default="", repr=False)
+    webhooks: tuple[str, ...] = ()  # more endpoints, each with its own queue and breaker
+    webhook_secret: str = field(default="", repr=False)  # Standard Webhooks "whsec_..."
     webhook_timeout_s: float = 5.0
+    webhook_max_in_flight: int = 64  # calls delivered at once per endpoint
+    webhook_retry_total_s: float = 300.0  # then the event goes to the dead-letter file
+    webhook_backoff_initial_s: float = 0.5
+    webhook_backoff_max_s: float = 30.0
+    webhook_breaker_threshold: int = 5  # consecutive failures that open the circuit
+    webhook_breaker_cooldown_max_s: float = 30.0
     stdout: bool = False
-    queue_size: int = 1000
+    queue_size: int = 1000  # events queued per sink, all calls together
+    per_call_queue_size: int = 200  # one call's share: a flood loses only its own events
     include_partials: bool = True
+    dead_letter_file: str = ""  # JSON lines of events no sink could deliver
+    drain_timeout_s: float = 5.0  # at shutdown: deliver queued events, then dead-letter
+    nats_url: str = ""  # e.g. nats://127.0.0.1:4222 (needs the `nats` extra)
+    nats_subject_prefix: str = "ivr.calls"  # events on <prefix>.<call_id>.<type>
+    nats_stream: str = "IVR_CALLS"  # created if missing
+    nats_retention: str = "limits"  # limits | interest | workqueue
+    nats_max_age_s: float = 86400.0
+    nats_max_in_flight: int = 64
+    nats_retry_total_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

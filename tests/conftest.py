@@ -4,6 +4,9 @@ The speech tests synthesize audio with espeak-ng, which the Makefile installs wh
 (``make speech-tools``). Where it is missing they skip, and the run ends with a list of them
 and how to fix it; under ``CI=true`` (or ``IVR_BRIDGE_REQUIRE_SPEECH_TOOLS=1``) such a skip is
 a failure, so CI cannot pass without having run them.
+
+Every event published in any test is also validated against the shipped JSON Schema
+(``tests/events/schema_check.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 from collections.abc import Generator
 
 import pytest
+
+from tests.events.schema_check import validate_published_events  # noqa: F401
 
 TOOL_MARKERS = ("espeak-ng",)  # words in a skip reason that mean "a required tool is missing"
 _skipped_for_tools: list[str] = []

@@ -1,7 +1,8 @@
 """POST each event as JSON to a URL, signed the Standard Webhooks way when a secret is set.
 
 Delivery is at-least-once and in per-call order: the bus hands this sink one event per call
-at a time and up to ``max_in_flight`` calls at once, over a pooled keep-alive client.
+at a time and up to ``max_in_flight`` calls at once, over pooled keep-alive connections
+(ivr_bridge/events/http.py).
 ``webhook-id`` is the event id, stable across retries, so a receiver de-duplicates by it.
 
 Failures: connection errors, timeouts, 408/425/429 and 5xx are retried with the shared
@@ -25,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import structlog
 
 from ivr_bridge.backoff import backoff_delay
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.errors import SinkError
 from ivr_bridge.events.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from ivr_bridge.events.http import HttpError, HttpPool
 from ivr_bridge.model import UtteranceEvent
 
 log = structlog.get_logger(__name__)
@@ -82,14 +83,16 @@ class WebhookSink:
         breaker: BreakerConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
         timestamp: Callable[[], float] = time.time,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = url
         self.name = name
         self.concurrency = max(1, max_in_flight)
-        self._host = httpx.URL(url).host
+        # Keep-alive connections, one per call in delivery at most.
+        self._pool = HttpPool(
+            url, size=self.concurrency, timeout_s=timeout_s, user_agent="ivr-bridge"
+        )
+        self._host = self._pool.host
         self._secret = secret
-        self._timeout = timeout_s
         self._retry_total = retry_total_s
         self._max_attempts = max_attempts
         self._backoff_initial = backoff_initial_s
@@ -99,15 +102,6 @@ class WebhookSink:
         self._clock = clock
         # Receivers check webhook-timestamp against their own wall clock: always real time.
         self._timestamp = timestamp
-        self._client = client or httpx.AsyncClient(
-            timeout=timeout_s,
-            follow_redirects=False,
-            headers={"user-agent": "ivr-bridge"},
-            limits=httpx.Limits(
-                max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-            ),
-        )
-        self._own_client = client is None
         self.disabled = False
         self.retries = 0
 
@@ -179,14 +173,10 @@ class WebhookSink:
         if self._secret:
             headers["webhook-signature"] = sign(self._secret, event_id, ts, body)
         try:
-            resp = await self._clock.wait_for(
-                self._client.post(self.url, content=body, headers=headers), self._timeout
-            )
-        except TimeoutError:
-            return _Outcome(retry=True, error="timeout")
-        except httpx.HTTPError as exc:
-            return _Outcome(retry=True, error=type(exc).__name__)
-        status = resp.status_code
+            resp = await self._pool.post(body, list(headers.items()))
+        except HttpError as exc:
+            return _Outcome(retry=True, error=str(exc) or "connection failed")
+        status = resp.status
         if 200 <= status < 300:
             return _Outcome(ok=True, status=status)
         retry_after = resp.headers.get("retry-after", "")
@@ -225,5 +215,4 @@ class WebhookSink:
         self._changed.set()
 
     async def aclose(self) -> None:
-        if self._own_client:
-            await self._client.aclose()
+        await self._pool.aclose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ Answer = Callable[["Received"], Awaitable[int] | int]
 class Received:
     headers: dict[str, str]
     body: bytes
-    at: float  # loop time when the body was read
+    at: float  # wall time (time.time()) when the body was read, comparable across processes
 
     @property
     def event(self) -> dict[str, Any]:
@@ -61,7 +62,6 @@ class Receiver:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._conns.add(writer)
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -75,7 +75,7 @@ class Receiver:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 if self.refuse:
                     return
-                rec = Received(headers, body, loop.time())
+                rec = Received(headers, body, time.time())
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 status = self.answer(rec)

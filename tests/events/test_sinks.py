@@ -20,7 +20,15 @@ def event(seq: int, kind: str = "final", **data: Any) -> UtteranceEvent:
         seq=seq,
         call_ms=1500 * seq,
         wall_time=1_700_000_000.25,
-        data=data or {"text": "hello", "start_ms": 100, "end_ms": 900},
+        data=data
+        or {
+            "text": "hello",
+            "start_ms": 100,
+            "end_ms": 900,
+            "words": [{"text": "hello", "start_ms": 100, "end_ms": 900}],
+            "final_index": 1,
+            "session": 0,
+        },
     )
 
 
@@ -77,7 +85,7 @@ async def test_partials_can_be_filtered() -> None:
     got: list[str] = []
     bus = EventBus(include_partials=False)
     bus.add_sink(CallbackSink(lambda e: got.append(e.type)))
-    bus.publish(event(1, "partial", text="he"))
+    bus.publish(event(1, "partial", text="he", start_ms=0, end_ms=10))
     bus.publish(event(2))
     await bus.aclose()
     assert got == ["final"]

@@ -33,8 +33,10 @@ def backoff_delay(
         log_base = math.log(initial_s) + max(0, attempt) * math.log(multiplier)
         if log_base >= math.log(max_s):
             base = max_s
-        else:  # below the cap, so the power is finite
+        elif max(0, attempt) * math.log(multiplier) < 700:  # the power alone stays finite
             base = min(max_s, initial_s * multiplier ** max(0, attempt))
+        else:  # a vanishing initial delay times a huge power: only the logarithm is safe
+            base = min(max_s, math.exp(log_base))
     if jitter > 0:
         base *= 1.0 + jitter * (2.0 * rand() - 1.0)
     return max(0.0, base)

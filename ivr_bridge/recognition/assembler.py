@@ -206,6 +206,7 @@ TranscriptEvent = (
 @dataclass(slots=True)
 class _SessionView:
     session: int
+    order: int  # sessions form a chain: each one's results come after its predecessors'
     start: int  # ledger offset (samples) the session's time zero maps to
     sent_until: int
     retired: bool = False
@@ -235,7 +236,7 @@ class TranscriptAssembler:
         self._utterance_open = False
         self._final_counter = 0
         self._draining: set[int] = set()  # retired sessions still delivering results
-        self._held: list[tuple[int, RecognitionUpdate]] = []  # their successors', meanwhile
+        self._held: list[tuple[int, RecognitionUpdate]] = []  # later sessions', meanwhile
         self._degraded_since: int | None = None
         self._pending_gap: tuple[int, int] | None = None
         self.finals = 0
@@ -260,7 +261,8 @@ class TranscriptAssembler:
 
     def session_opened(self, session: int, start: int) -> None:
         """A session starts replaying the timeline at ledger offset ``start``."""
-        self._sessions[session] = _SessionView(session, start=start, sent_until=start)
+        order = len(self._sessions) and max(v.order for v in self._sessions.values()) + 1
+        self._sessions[session] = _SessionView(session, order, start=start, sent_until=start)
 
     def audio_sent(self, session: int, until: int) -> None:
         """Everything up to ledger offset ``until`` went out on ``session``."""
@@ -269,8 +271,8 @@ class TranscriptAssembler:
     def session_retired(self, session: int, successor_start: int) -> None:
         """A rotation half-closed ``session``; its successor replays from ``successor_start``.
 
-        The old session's late results count only for words that end before that point; the
-        successor's results are held until ``session_drained`` is called for this session.
+        The old session's late results count only for words centred before that point; the
+        results of every later session are held until ``session_drained`` is called for it.
         """
         view = self._sessions[session]
         view.retired = True
@@ -280,20 +282,25 @@ class TranscriptAssembler:
     def session_drained(self, session: int) -> list[TranscriptEvent]:
         """``session`` will deliver nothing more (drained, timed out, failed or discarded).
 
-        Once no retired session is draining, the held results of its successors are applied:
-        emit what this returns.
+        The held results of later sessions that no longer wait for an earlier one are applied
+        now, session by session: emit what this returns.
         """
         view = self._sessions.get(session)
         if view is not None:
             view.drained = True
         self._draining.discard(session)
-        if self._draining:
-            return []
-        held, self._held = self._held, []
+        # Earlier sessions first; each session's own results in the order they arrived.
+        held = sorted(self._held, key=lambda item: self._sessions[item[0]].order)
+        self._held = []
         out: list[TranscriptEvent] = []
         for sid, update in held:
-            out += self._apply(self._sessions[sid], update)
-        for sid in [s for s, v in self._sessions.items() if v.drained]:
+            later = self._sessions[sid]
+            if self._waits(later):
+                self._held.append((sid, update))
+            else:
+                out += self._apply(later, update)
+        referenced = {sid for sid, _ in self._held}
+        for sid in [s for s, v in self._sessions.items() if v.drained and s not in referenced]:
             del self._sessions[sid]
         return out
 
@@ -306,8 +313,8 @@ class TranscriptAssembler:
     def result(self, session: int, update: RecognitionUpdate) -> list[TranscriptEvent]:
         """A result message from ``session`` (session-relative times, as model.py has them)."""
         view = self._sessions[session]
-        if not view.retired and self._draining:
-            # The old session's last finals come first: keep the new one's until it is done.
+        if self._waits(view):
+            # An earlier session's last finals come first: keep this one's until it is done.
             self._held.append((session, update))
             return []
         return self._apply(view, update)
@@ -362,6 +369,10 @@ class TranscriptAssembler:
 
     # ---- internals -------------------------------------------------------------------
 
+    def _waits(self, view: _SessionView) -> bool:
+        """An earlier session is still draining: ``view``'s results must wait for it."""
+        return any(self._sessions[sid].order < view.order for sid in self._draining)
+
     def _ms(self, offset: int) -> int:
         return offset * 1000 // self._rate
 
@@ -370,7 +381,12 @@ class TranscriptAssembler:
 
     def _advance_final(self, view: _SessionView, cursors: Cursors) -> None:
         offset = view.start + cursors.final_time_ms * self._rate // 1000
-        self._final_offset = max(self._final_offset, min(offset, view.sent_until))
+        limit = view.sent_until
+        if view.owned_until is not None:
+            # A retired session speaks only for audio before its successor's start: its
+            # flush covers the cut, which may fall inside a word its successor still owns.
+            limit = min(limit, view.owned_until)
+        self._final_offset = max(self._final_offset, min(offset, limit))
 
     def _apply(self, view: _SessionView, update: RecognitionUpdate) -> list[TranscriptEvent]:
         self._advance_final(view, update.cursors)
@@ -415,8 +431,14 @@ class TranscriptAssembler:
     ) -> list[TranscriptEvent]:
         all_words = self._words(view, hyp)
         limit_ms = None if view.owned_until is None else self._ms(view.owned_until)
+        # A retired session keeps the words centred before its successor's start: a word
+        # reported as ending a few ms past the seam is still its own (the successor, starting
+        # in the pause after it, never heard it), and a word the seam cuts goes to whichever
+        # side holds most of it.
         words = [
-            w for w in all_words if self._is_new(w) and (limit_ms is None or w.end_ms <= limit_ms)
+            w
+            for w in all_words
+            if self._is_new(w) and (limit_ms is None or (w.start_ms + w.end_ms) // 2 < limit_ms)
         ]
         self.seam_words_dropped += len(all_words) - len(words)
         start_ms = self._call_ms(view, hyp.start_ms)

@@ -438,9 +438,14 @@ async def test_yields_to_the_loop_when_fast() -> None:
     assert ticks >= 50
 
 
-def test_cli_refuses_an_unknown_dialect(capsys: pytest.CaptureFixture[str]) -> None:
-    from ivr_bridge.cli import main
+def test_cli_refuses_an_unknown_dialect(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ivr_bridge import cli
 
+    # main() would bind the process-wide logger to this test's captured (then closed) stdout.
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    main = cli.main
     assert main(["simulate", "--dialect", "nosuch", "--url", "ws://127.0.0.1:9/x", "a.wav"]) == 2
     assert "no simulator for dialect 'nosuch'" in capsys.readouterr().err
 

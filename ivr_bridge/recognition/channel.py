@@ -127,7 +127,7 @@ class RecognitionChannel:
         self._sessions: list[_Session] = []
         self._input_ended_at: float | None = None
         self._drains: set[asyncio.Task[None]] = set()
-        self._log = structlog.get_logger(__name__).bind(channel=name)
+        self._log = structlog.get_logger(__name__)
 
     # ---- called by the PBX reader: synchronous, never blocks --------------------------
 
@@ -190,19 +190,22 @@ class RecognitionChannel:
     # ---- the channel's life ---------------------------------------------------------
 
     async def run(self) -> None:
-        keepalive = asyncio.create_task(self._keepalive_loop(), name=f"keepalive-{self.name}")
-        try:
-            await self._main()
-            self._publish(self._transcript.flush_gap())
-            await self._wait_drains()
-        finally:
-            keepalive.cancel()
-            for task in list(self._drains):
-                task.cancel()
-            for session in list(self._sessions):
-                await self._discard(session)
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
+        # Tasks started below inherit the context: every log line of this channel, the
+        # recognizer client's included, carries the channel (and the call_id bound by the call).
+        with structlog.contextvars.bound_contextvars(channel=self.name):
+            keepalive = asyncio.create_task(self._keepalive_loop(), name=f"keepalive-{self.name}")
+            try:
+                await self._main()
+                self._publish(self._transcript.flush_gap())
+                await self._wait_drains()
+            finally:
+                keepalive.cancel()
+                for task in list(self._drains):
+                    task.cancel()
+                for session in list(self._sessions):
+                    await self._discard(session)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keepalive
 
     async def _main(self) -> None:
         start = 0

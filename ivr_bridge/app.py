@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import inspect
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from ivr_bridge.events.console import ConsoleSink
 from ivr_bridge.events.deadletter import DeadLetterFile
 from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
+from ivr_bridge.health import RecognizerWatch, SinkWatch
 from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
 from ivr_bridge.recognition.base import SessionConfig
@@ -79,6 +81,9 @@ def call_options_from(settings: Settings) -> CallOptions:
         buffer_s=settings.session.buffer_s,
         drain_timeout_s=settings.session.drain_timeout_s,
         media_inactivity_timeout_s=settings.server.media_inactivity_timeout_s,
+        start_timeout_s=settings.server.start_timeout_s,
+        message_rate_per_s=settings.server.message_rate_per_s,
+        message_burst=settings.server.message_burst,
     )
 
 
@@ -131,6 +136,8 @@ class BridgeApp:
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
         self._credentials: Credentials | None = None
+        self._recognizer_watch = RecognizerWatch(settings.server.ready_recognizer_grace_s)
+        self._sink_watch = SinkWatch()
 
     @property
     def port(self) -> int:
@@ -142,7 +149,24 @@ class BridgeApp:
         host = self.settings.server.host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        return f"ws://{host}:{self.port}{path}"
+        scheme = "wss" if self.settings.server.tls_cert else "ws"
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def health(self) -> tuple[dict[str, Any], bool]:
+        """Per component status for /healthz, and whether /readyz may say ready."""
+        now = self._clock.now()
+        components: dict[str, Any] = {}
+        if self.recognizer is not None:
+            self._recognizer_watch.observe(self.recognizer.connectivity(), now)
+            components["recognizer"] = self._recognizer_watch.report(now)
+        if self.bus is not None:
+            stats = self.bus.stats()
+            for name, own in self.bus.health().items():
+                st = stats[name]
+                components[f"sink:{name}"] = self._sink_watch.report(
+                    name, st.delivered, st.failed, own
+                )
+        return components, self._recognizer_watch.ready(now)
 
     async def start(self) -> int:
         """Start the recognizer, the sinks and the listener; returns the port calls connect to.
@@ -235,6 +259,9 @@ class BridgeApp:
             max_calls=s.server.max_calls,
             recognizer_label="embedded" if choice.embedded else endpoint,
             clock=self._clock,
+            max_connections_per_ip=s.server.max_connections_per_ip,
+            tls=_tls_context(s.server.tls_cert, s.server.tls_key),
+            health_probe=self.health,
         )
         try:
             return await self.server.start()
@@ -352,6 +379,19 @@ class BridgeApp:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """The listener's TLS context from PEM files, or None without them."""
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError("server.tls_cert", f"cannot load {cert!r} / {key!r}: {why}") from None
+    return context
 
 
 def _listen_error(exc: OSError, section: str, host: str, port: int) -> ConfigError:

@@ -284,11 +284,12 @@ class Call:
         except DialectError as exc:
             self._log.warning("protocol_error_at_eof", reason=exc.reason)
             return "hangup"
-        if ended is not None:
-            return ended.reason
+        said = ended.reason if ended is not None else "hangup"
         # The transport may know better than "hangup": a frame too big, a ping unanswered...
         transport_reason = getattr(self._stream, "end_reason", None)
-        return transport_reason if isinstance(transport_reason, str) else "hangup"
+        if said == "hangup" and isinstance(transport_reason, str):
+            return transport_reason
+        return said
 
     def _handle(self, event: DialectEvent) -> None:
         if isinstance(event, Audio):

@@ -33,7 +33,9 @@ async def test_drain_timeout_follows_the_injected_clock(bridge: Any) -> None:
     app, _ = await bridge(engine="tones", clock=clock)
     assert app.server is not None
     async with connect(app.url(), compression=None) as ws:
-        await ws.send(TwilioStreamEncoder().connected())
+        enc = TwilioStreamEncoder()
+        await ws.send(enc.connected())
+        await ws.send(enc.start())  # a started call: start_timeout_s does not end it
         while app.server.active_calls == 0:
             await clock.sleep(1)
         started = clock.now()
@@ -51,7 +53,9 @@ async def test_media_inactivity_timeout_follows_the_injected_clock(bridge: Any) 
     )
     app, _ = await bridge(engine="tones", clock=clock, settings=settings)
     async with connect(app.url(), compression=None) as ws:
-        await ws.send(TwilioStreamEncoder().connected())
+        enc = TwilioStreamEncoder()
+        await ws.send(enc.connected())
+        await ws.send(enc.start())  # without it, start_timeout_s would end the call first
         started = clock.now()
         code, reason = await _closed(ws)
         assert (code, reason) == (1000, "no media")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import errno
 import json
 import ssl
 import urllib.error
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -185,3 +187,32 @@ async def test_tls_files_that_cannot_be_loaded_name_the_setting(
     with pytest.raises(ConfigError) as info:
         await app.start()
     assert info.value.key == "server.tls_cert"
+
+
+async def test_fd_exhaustion_logs_one_line_not_a_traceback_per_accept(
+    tmp_path: Path, started: list[BridgeApp]
+) -> None:
+    """asyncio reports each failed accept() through the loop's exception handler, with the
+    OSError; the bridge turns a storm of them into one counted line per 10 s."""
+    app = BridgeApp(settings(tmp_path))
+    started.append(app)
+    loop = asyncio.get_running_loop()
+    before = loop.get_exception_handler()
+    await app.start()
+    assert loop.get_exception_handler() is not before
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(7000):
+            loop.call_exception_handler(
+                {"message": "socket.accept() out of system resource", "exception": emfile}
+            )
+    lines = [entry for entry in logs if entry["event"] == "fd_limit_reached"]
+    assert len(lines) == 1 and len(logs) == 1
+    assert app.server is not None
+    assert app.server.metrics.connections_refused == {"fd_limit": 7000}
+    status, _ = await asyncio.to_thread(getter(f"http://127.0.0.1:{app.port}"), "/healthz")
+    assert status == 200
+    # stop() puts back the handler the loop had before start().
+    await app.stop()
+    started.clear()
+    assert loop.get_exception_handler() is before

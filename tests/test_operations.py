@@ -216,3 +216,44 @@ async def test_fd_exhaustion_logs_one_line_not_a_traceback_per_accept(
     await app.stop()
     started.clear()
     assert loop.get_exception_handler() is before
+
+
+async def _short_call(app: BridgeApp) -> None:
+    async with connect(app.url()) as ws:
+        enc = TwilioStreamEncoder()
+        for message in (enc.connected(), enc.start(), enc.stop()):
+            await ws.send(message)
+        await ws.wait_closed()
+
+
+def _call_ids(path: Path) -> set[str]:
+    return {json.loads(line)["call_id"] for line in path.read_text().splitlines()}
+
+
+async def test_sighup_reopen_after_logrotate_moves_writes_to_the_new_file(
+    tmp_path: Path, started: list[BridgeApp]
+) -> None:
+    app = BridgeApp(settings(tmp_path))
+    started.append(app)
+    await app.start()
+    events, rotated = tmp_path / "events.jsonl", tmp_path / "events.jsonl.1"
+    await _short_call(app)
+    await poll_file(events, 1)
+    events.rename(rotated)  # logrotate's rename, then its postrotate SIGHUP
+    assert await app.reopen_sinks()
+    assert events.exists() and events.read_text() == ""
+    await _short_call(app)
+    await poll_file(events, 1)
+    assert len(_call_ids(rotated)) == 1 and len(_call_ids(events)) == 1
+    assert _call_ids(rotated).isdisjoint(_call_ids(events))
+
+
+async def poll_file(path: Path, calls: int) -> None:
+    """Until ``calls`` call_ended lines are in the file (the sink writes on its own queue)."""
+    for _ in range(300):
+        if path.exists():
+            ended = [line for line in path.read_text().splitlines() if '"call_ended"' in line]
+            if len(ended) >= calls:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path.name} never had {calls} call_ended lines")

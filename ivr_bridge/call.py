@@ -11,7 +11,6 @@ its protocol object.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 

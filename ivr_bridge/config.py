@@ -380,7 +380,7 @@ def _validate_server(srv: ServerSettings) -> None:
     )
     _check(1 <= srv.max_calls <= 100_000, "server.max_calls", "must be 1..100000")
     _positive(srv.drain_timeout_s, "server.drain_timeout_s", 3600)
-    _positive(srv.start_timeout_s, "server.start_timeout_s", 600)
+    _positive(srv.start_timeout_s, "server.start_timeout_s", 3600)
     _check(
         0 <= srv.message_rate_per_s <= 100_000,
         "server.message_rate_per_s",

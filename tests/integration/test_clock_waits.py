@@ -30,7 +30,13 @@ async def _closed(ws: Any) -> tuple[int, str]:
 
 async def test_drain_timeout_follows_the_injected_clock(bridge: Any) -> None:
     clock = ScaledClock(speed=2 * HOUR)
-    app, _ = await bridge(engine="tones", clock=clock)
+    # At 7,200x the default 5 s start timeout is under a millisecond of real time.
+    settings = Settings(
+        server=ServerSettings(port=0, start_timeout_s=HOUR),
+        speechkit=SpeechKitSettings(languages=("en-US",)),
+        embedded=EmbeddedSettings(port=0, engine="tones"),
+    )
+    app, _ = await bridge(engine="tones", clock=clock, settings=settings)
     assert app.server is not None
     async with connect(app.url(), compression=None) as ws:
         enc = TwilioStreamEncoder()
@@ -47,7 +53,7 @@ async def test_drain_timeout_follows_the_injected_clock(bridge: Any) -> None:
 async def test_media_inactivity_timeout_follows_the_injected_clock(bridge: Any) -> None:
     clock = ScaledClock(speed=2 * HOUR)
     settings = Settings(
-        server=ServerSettings(port=0, media_inactivity_timeout_s=HOUR),
+        server=ServerSettings(port=0, media_inactivity_timeout_s=HOUR, start_timeout_s=HOUR),
         speechkit=SpeechKitSettings(languages=("en-US",)),
         embedded=EmbeddedSettings(port=0, engine="tones"),
     )

@@ -285,12 +285,13 @@ class AudioHookOptions:
     audio_connector: bool = False  # Audio Connector: playback and barge-in allowed
     allow_unsigned: bool = False  # API keys with an empty secret may connect unsigned
     supported_languages: tuple[str, ...] = ()  # answered when ``open`` asks for them
+    refusal_delay_ms: int = 500  # a refused upgrade is answered this late (slows guessing)
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> AudioHookOptions:
         """Validate the TOML options; raises ConfigError naming the offending key."""
         known = {"channels", "send_events", "send_partials", "audio_connector"}
-        known |= {"allow_unsigned", "supported_languages"}
+        known |= {"allow_unsigned", "supported_languages", "refusal_delay_ms"}
         for key in options:
             if key not in known:
                 raise ConfigError(f"options.{key}", "unknown audiohook option")
@@ -308,7 +309,15 @@ class AudioHookOptions:
             isinstance(x, str) and _LANGUAGE_RE.fullmatch(x) for x in languages
         ):
             raise ConfigError("options.supported_languages", "must be a list like ['en-US']")
-        return cls(channels=channels, supported_languages=tuple(languages), **flags)
+        delay = options.get("refusal_delay_ms", 500)
+        if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= 10_000:
+            raise ConfigError("options.refusal_delay_ms", "must be 0..10000 milliseconds")
+        return cls(
+            channels=channels,
+            supported_languages=tuple(languages),
+            refusal_delay_ms=delay,
+            **flags,
+        )
 
 
 # ---- the bridge's side ---------------------------------------------------------------------
@@ -977,6 +986,22 @@ class AudioHookFactory:
         elif settings.auth != "none":
             raise ConfigError("auth", "audiohook supports 'audiohook' or 'none'")
         self.refused = 0
+        # server.py holds a refusal back this long, in that connection's own task only.
+        self.refusal_delay_s = self.options.refusal_delay_ms / 1000
+
+    def counters(self) -> dict[str, int]:
+        """Upgrade checks so far, for /metrics (no key or nonce is ever named)."""
+        out = {"refused": self.refused}
+        if self.verifier is not None:
+            auth = self.verifier.counters
+            out |= {
+                "signature_accepted": auth.accepted,
+                "signature_refused": auth.refused,
+                "signature_replayed": auth.replayed,
+                "signature_expired": auth.expired,
+                "nonce_evictions": self.verifier.nonces.evictions,
+            }
+        return out
 
     def open(self, request: UpgradeRequest) -> Dialect:
         """Return a fresh dialect for this connection, or raise UpgradeRefused."""

@@ -639,11 +639,13 @@ SPEC: Final = DialectSpec(
     default_path="/freeswitch",
     make_factory=_freeswitch_factory,
     description="FreeSWITCH mod_audio_fork / mod_audio_stream (metadata frame, then L16)",
+    subprotocols=(SUBPROTOCOLS["freeswitch"],),
 )
 JAMBONZ_SPEC: Final = DialectSpec(
     name="jambonz",
     default_path="/jambonz",
     make_factory=_jambonz_factory,
     description="jambonz listen (metadata frame, then L16; playAudio, marks, killAudio)",
+    subprotocols=(SUBPROTOCOLS["jambonz"],),
 )
 SPECS: Final = (SPEC, JAMBONZ_SPEC)

@@ -308,9 +308,17 @@ async def simulate_call(
     close_timeout_s: float = 30.0,
     dialect: str = "twilio",
     auth: ClientAuth | None = None,
+    encoder_options: Mapping[str, Any] | None = None,
 ) -> SimulationReport:
-    """Play any WAV file as a call in ``dialect``; see :func:`simulate_pcm`."""
-    encoder = make_encoder(dialect, tracks=tracks, custom_parameters=custom_parameters, auth=auth)
+    """Play any WAV file as a call in ``dialect``; see :func:`simulate_pcm`.
+    ``encoder_options`` go to the dialect's encoder (AudioHook: ``probe=True``)."""
+    encoder = make_encoder(
+        dialect,
+        tracks=tracks,
+        custom_parameters=custom_parameters,
+        auth=auth,
+        **dict(encoder_options or {}),
+    )
     pcm = await asyncio.to_thread(read_wav, wav_path, encoder.sample_rate)
     return await simulate_pcm(
         url,

@@ -15,7 +15,7 @@ import contextlib
 import json
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from http import HTTPStatus
 
@@ -135,6 +135,11 @@ class BridgeServer:
         self.calls_total = 0
         self.calls_rejected = 0
         self.metrics = Metrics()
+        self._metrics_sources: list[Callable[[], Mapping[str, int]]] = []
+
+    def add_metrics_source(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """More gauges and totals for /metrics (the AudioSocket listener's, for one)."""
+        self._metrics_sources.append(source)
 
     @property
     def port(self) -> int:
@@ -226,6 +231,7 @@ class BridgeServer:
                     "calls_rejected": self.calls_rejected,
                     "draining": float(self._draining),
                     "events_published": self._bus.published,
+                    **{k: v for source in self._metrics_sources for k, v in source().items()},
                 },
                 {name: asdict(st) for name, st in self._bus.stats().items()},
                 factories=self._factory_counters(),

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 import time
+import urllib.request
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge.config import Settings
@@ -26,7 +29,7 @@ from ivr_bridge.dialects.base import DialectSettings
 from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.simulate import ENCODERS, make_encoder, simulate_pcm
 from ivr_bridge.simulators.base import ClientAuth
-from tests.integration.conftest import local_settings
+from tests.integration.conftest import SAMPLE, local_settings
 
 SECRET = "every-dialect-secret-5"
 API_KEY = "audiohook-api-key-1"
@@ -147,3 +150,56 @@ async def test_held_back_refusal_does_not_block_other_calls(bridge: Any) -> None
     await got.wait_ended(1, timeout=60)
     assert not refused.done()  # still held back while a whole call went through
     refused.cancel()
+
+
+CLOSES_SOCKET = {"plivo", "asterisk", "freeswitch", "jambonz", "vonage"}
+
+
+@pytest.mark.parametrize("dialect", sorted(AUTH))
+async def test_exact_words_and_who_closes(bridge: Any, dialect: str) -> None:
+    """Platforms that hang up by closing the socket close at once after the audio; the others
+    say goodbye in their protocol and the bridge closes."""
+    app, got = await bridge(engine="tones", settings=authenticated("tones"))
+    pcm = synthesize_script(CALLER, pause_ms=1200)
+    report = await simulate_pcm(
+        app.url(f"/{dialect}"), pcm, fast=True, dialect=dialect, auth=ClientAuth(*AUTH[dialect])
+    )
+    assert report.close_code == 1000
+    assert report.closed_by_server is (dialect not in CLOSES_SOCKET)
+    await got.wait_ended(1, timeout=60)
+    (call_id,) = got.calls()
+    assert [str(e.data["text"]) for e in got.of(call_id, "final")] == [" ".join(u) for u in CALLER]
+
+
+async def test_subprotocol_is_chosen_per_route(bridge: Any) -> None:
+    app, _ = await bridge(engine="tones")
+    offer = [Subprotocol("audio.jambonz.org"), Subprotocol("audio.drachtio.org")]
+    async with connect(app.url("/jambonz"), subprotocols=offer) as ws:
+        assert ws.subprotocol == "audio.jambonz.org"
+    async with connect(app.url("/freeswitch"), subprotocols=offer) as ws:
+        assert ws.subprotocol == "audio.drachtio.org"
+    async with connect(app.url("/vonage"), subprotocols=offer) as ws:
+        assert ws.subprotocol is None
+
+
+async def test_cli_simulates_the_audiohook_probe_signed(bridge: Any) -> None:
+    app, got = await bridge(engine="tones", settings=authenticated("tones"))
+    argv = ["simulate", "--url", app.url("/audiohook"), "--dialect", "audiohook", "--probe",
+            "--auth", "audiohook", "--api-key", API_KEY, "--client-secret", CLIENT_SECRET,
+            str(SAMPLE)]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ivr_bridge", *argv, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    assert "simulated Genesys AudioHook call" in out.decode()
+    assert app.server is not None and app.server.metrics.upgrades_refused == {}
+    assert app.embedded is not None and app.embedded.stats.sessions_opened == 0
+    assert got.events == []
+    metrics = await asyncio.to_thread(
+        lambda: (
+            urllib.request.urlopen(app.url("/metrics").replace("ws://", "http://")).read().decode()
+        )
+    )
+    line = 'ivr_bridge_dialect_factory_total{dialect="audiohook",counter="signature_accepted"} 1'
+    assert line in metrics

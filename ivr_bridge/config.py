@@ -47,6 +47,11 @@ class ServerSettings:
     # TLS on the listener itself (PEM files), for deployments without a terminating proxy.
     tls_cert: str = ""
     tls_key: str = ""
+    # Asterisk AudioSocket on a TCP port of its own (0 = off). The protocol has no auth and
+    # no TLS: keep the host private and list the PBXs' addresses (or CIDR networks).
+    audiosocket_port: int = 0
+    audiosocket_host: str = "127.0.0.1"
+    audiosocket_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +405,24 @@ def _validate_server(srv: ServerSettings) -> None:
     if bool(srv.tls_cert) != bool(srv.tls_key):
         missing = "server.tls_key" if srv.tls_cert else "server.tls_cert"
         raise ConfigError(missing, "set both tls_cert and tls_key, or neither")
+    _validate_audiosocket(srv)
+
+
+def _validate_audiosocket(srv: ServerSettings) -> None:
+    from ivr_bridge.audiosocket_server import parse_allow_list
+
+    _check(0 <= srv.audiosocket_port <= 65535, "server.audiosocket_port", "must be 0 (off)..65535")
+    _check(
+        bool(srv.audiosocket_host) and not any(c.isspace() for c in srv.audiosocket_host),
+        "server.audiosocket_host",
+        "must be a host name or address without spaces",
+    )
+    try:
+        parse_allow_list(srv.audiosocket_allow)
+    except ValueError:
+        raise ConfigError(
+            "server.audiosocket_allow", "must list addresses or CIDR networks"
+        ) from None
 
 
 def _validate_speechkit(sk: SpeechKitSettings) -> None:

@@ -140,6 +140,38 @@ async def _local_recognizer(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- loadtest -------------------------------------------------------------------------
+
+
+async def _loadtest(args: argparse.Namespace) -> int:
+    from ivr_bridge.loadtest import LoadTestOptions, run_loadtest
+    from ivr_bridge.simulate import ENCODERS
+
+    if args.dialect not in ENCODERS:
+        print(f"no simulator for dialect {args.dialect!r}: {sorted(ENCODERS)}", file=sys.stderr)
+        return 2
+    options = LoadTestOptions(
+        calls=args.calls,
+        duration_s=args.duration,
+        ramp_s=args.ramp,
+        dialect=args.dialect,
+        url=args.url or "",
+        bridge_pid=args.bridge_pid or 0,
+    )
+    live = sys.stderr.isatty() and not args.json
+
+    def progress(line: str) -> None:
+        # One line rewritten in place on a terminal; nothing when piped (the report suffices).
+        if live:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+
+    report = await run_loadtest(options, progress)
+    if live:
+        print(file=sys.stderr)
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.format())
+    return 0 if report.calls_failed == 0 else 1
+
+
 # ---- demo -----------------------------------------------------------------------------
 
 
@@ -266,6 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="engine worker processes (default: one per core; 0: none)"
     )
 
+    p = sub.add_parser("loadtest", help="many concurrent simulated calls, measured")
+    p.add_argument("--dialect", default="twilio", help="platform to simulate (default twilio)")
+    p.add_argument("--calls", type=int, default=10)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per call")
+    p.add_argument("--ramp", type=float, default=2.0, help="seconds over which calls start")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--url", help="a running bridge (ws://HOST:PORT) instead of starting one")
+    p.add_argument("--bridge-pid", type=int, help="that bridge's pid, for its CPU and memory")
+
     p = sub.add_parser("demo", help="stream the bundled sample call through the bridge")
     p.add_argument("--fast", action="store_true")
     p.add_argument("--wav", help="another WAV file to play")
@@ -295,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging("info", "console")
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
+        if args.command == "loadtest":
+            return asyncio.run(_loadtest(args))
         return asyncio.run(_local_recognizer(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

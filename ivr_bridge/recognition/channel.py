@@ -121,6 +121,7 @@ class RecognitionChannel:
         self._recovery = RecoveryPolicy(policy)
         self.stats = ChannelStats()
         self._wake = asyncio.Event()
+        self._pumping = False  # the sender waits on a live session (wakes per chunk)
         self._input_ended = False
         self._cursor = 0  # next ledger offset to send to the current session
         self._transcript = TranscriptAssembler(sample_rate)
@@ -136,7 +137,10 @@ class RecognitionChannel:
         if gap_ms:
             self._insert_silence(gap_ms)
         self.ledger.append_audio(pcm)
-        self._wake.set()
+        # Wake the sender only when it has something to do: a full chunk, or no session yet
+        # (it opens lazily). Stall and rotation checks ride on the keepalive loop's tick.
+        if not self._pumping or self.ledger.end - self._cursor >= self._chunk:
+            self._wake.set()
 
     def insert_gap(self, ms: int) -> None:
         """The PBX reports ``ms`` of its audio lost or skipped: silence takes its place on the
@@ -218,7 +222,11 @@ class RecognitionChannel:
                     await self._consume_until_end()
                     return
                 continue
-            outcome = await self._pump(session)
+            self._pumping = True
+            try:
+                outcome = await self._pump(session)
+            finally:
+                self._pumping = False
             if outcome is _Outcome.DONE:
                 return
             if outcome is _Outcome.ROTATE:
@@ -367,9 +375,9 @@ class RecognitionChannel:
                 continue
             if piece is None and self._input_ended:
                 return await self._finish(session)
+            # No timer here: push_audio wakes us per chunk, the keepalive loop every _POLL_S.
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await self._clock.wait_for(self._wake.wait(), _POLL_S)
+            await self._wake.wait()
 
     def _quiet_since_final(self, session: _Session) -> bool:
         """Nothing but silence went out after the last final (so no word is in flight)."""
@@ -397,6 +405,8 @@ class RecognitionChannel:
             return False
         self.ledger.note_sent(piece)
         self.ledger.hold(piece.end)
+        # Final audio is never replayed: keep a second before it for a quiet seam search.
+        self.ledger.release(self._transcript.final_offset - self.sample_rate)
         self._cursor = piece.end
         session.sent_until = piece.end
         self._transcript.audio_sent(session.index, piece.end)
@@ -462,13 +472,16 @@ class RecognitionChannel:
             self._publish(self._transcript.session_drained(session.index))
 
     async def _keepalive_loop(self) -> None:
+        """Inserts keepalive silence when due and ticks the sender every ``_POLL_S`` so it
+        re-checks stalls and rotation: one timer per channel, not one per frame."""
         while not self._input_ended:
             now = self._clock.now()
             inserted = self._keepalive.due(now)
             if inserted:
                 self._insert_silence(inserted)
-                self._wake.set()
-            await self._clock.sleep(max(0.02, self._keepalive.next_check_in(self._clock.now())))
+            self._wake.set()
+            wait = min(_POLL_S, self._keepalive.next_check_in(self._clock.now()))
+            await self._clock.sleep(max(0.02, wait))
 
     def _insert_silence(self, ms: int) -> None:
         self.ledger.append_silence(self.ledger.samples(ms))

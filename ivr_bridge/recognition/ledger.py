@@ -9,9 +9,9 @@ the server's clock exactly as they advance the timeline.
 Only the newest ``capacity`` samples are kept. Anything older that was never sent is dropped
 and counted; every sample is accounted for: received = sent_first + dropped + pending.
 
-Memory follows what may still be replayed, not the capacity: the channel releases audio
-that is sent and final (:meth:`release`), so in steady state the ledger holds only the un-finalized tail
-(and, during an outage, what piles up, up to ``capacity``). Audio is kept compactly: a frame
+Memory follows what may still be replayed, not the capacity: the channel releases audio that
+is sent and final (:meth:`release`), so in steady state the ledger holds only the un-finalized
+tail (and, during an outage, what piles up, up to ``capacity``). Audio is kept compactly: a frame
 that G.711 mu-law represents exactly (every frame that arrived as mu-law, the usual telephony
 case) is stored as one byte per sample and decoded on read, bit-exact; other frames stay PCM16.
 """

@@ -29,6 +29,7 @@ from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
 from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
+from ivr_bridge.overload import OverloadLimits
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.credentials import (
     ApiKeyCredentials,
@@ -233,6 +234,11 @@ class BridgeApp:
             ping_timeout_s=s.server.ping_timeout_s,
             open_timeout_s=s.server.open_timeout_s,
             max_calls=s.server.max_calls,
+            overload=OverloadLimits(
+                max_calls=s.server.max_calls,
+                max_loop_lag_ms=s.server.max_loop_lag_ms,
+                max_cpu=s.server.max_cpu,
+            ),
             recognizer_label="embedded" if choice.embedded else endpoint,
             clock=self._clock,
         )

@@ -32,6 +32,7 @@ from ivr_bridge.dialects.base import Dialect, UpgradeRefused, UpgradeRequest
 from ivr_bridge.dialects.registry import Route
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.metrics import Metrics
+from ivr_bridge.overload import AdmissionPolicy, LoadMonitor, OverloadLimits
 from ivr_bridge.recognition.base import Recognizer
 
 log = structlog.get_logger(__name__)
@@ -104,6 +105,7 @@ class BridgeServer:
         recognizer_label: str = "",
         clock: Clock = SYSTEM_CLOCK,
         public_url: str = "",
+        overload: OverloadLimits | None = None,
     ) -> None:
         self._routes = dict(routes)
         self._public_url = public_url
@@ -130,6 +132,9 @@ class BridgeServer:
         self.calls_total = 0
         self.calls_rejected = 0
         self.metrics = Metrics()
+        limits = overload or OverloadLimits(max_calls=max_calls, max_loop_lag_ms=0.0)
+        self.admission = AdmissionPolicy(limits)
+        self._monitor = LoadMonitor(self.admission)
 
     @property
     def port(self) -> int:
@@ -157,6 +162,7 @@ class BridgeServer:
             open_timeout=self._open_timeout,
             close_timeout=5,
         )
+        self._monitor.start()
         log.info(
             "bridge_listening",
             host=self._host,
@@ -198,6 +204,8 @@ class BridgeServer:
                     "calls_rejected": self.calls_rejected,
                     "draining": float(self._draining),
                     "events_published": self._bus.published,
+                    "event_loop_lag_ms": self.admission.loop_lag_ms,
+                    "process_cpu": self.admission.cpu,
                 },
                 {name: asdict(st) for name, st in self._bus.stats().items()},
             ).encode()
@@ -211,9 +219,20 @@ class BridgeServer:
         route = self._routes.get(path.rstrip("/"))
         if route is None:
             return self._json(HTTPStatus.NOT_FOUND, {"error": "unknown path"})
-        if self._draining or len(self._calls) >= self._max_calls:
+        if self._draining:
             self.calls_rejected += 1
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not accepting calls"})
+        refusal = self.admission.check(len(self._calls))
+        if refusal is not None:
+            # Overloaded: refuse this call so the ones in progress stay real time.
+            self.calls_rejected += 1
+            log.warning("call_refused", reason=refusal.reason, detail=refusal.detail)
+            response = self._json(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"error": "overloaded", "reason": refusal.reason, "detail": refusal.detail},
+            )
+            response.headers["Retry-After"] = "1"
+            return response
         return self._open_dialect(connection, request, route)
 
     def _open_dialect(
@@ -294,6 +313,7 @@ class BridgeServer:
         await self.stop()
 
     async def stop(self) -> None:
+        await self._monitor.stop()
         if self._server is not None:
             self._server.close(close_connections=True, code=1001, reason="bridge shutting down")
             await self._server.wait_closed()

@@ -102,7 +102,7 @@ async def run(
                         duration_s=duration,
                         ramp_s=ramp,
                         label=label,
-                        server_env={"PYTHONPATH": os.path.abspath(src)},
+                        server_env={"PYTHONPATH": src},
                     ),
                     progress=say,
                 )
@@ -141,7 +141,7 @@ def main() -> None:
         help="also run the bridge from another source tree (e.g. `git archive main` unpacked)",
     )
     args = parser.parse_args()
-    compare = dict(item.split("=", 1) for item in args.compare)
+    compare = {k: str(Path(v).resolve()) for k, v in (i.split("=", 1) for i in args.compare)}
     rows = asyncio.run(run(args.calls, args.duration, args.ramp, compare))
     if args.json:
         print(

@@ -8,6 +8,7 @@ import contextlib
 import json
 import signal
 import sys
+from collections.abc import Coroutine
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -255,7 +256,17 @@ def _counts(events: list[Any]) -> list[str]:
     return [f"{k} {v}" for k, v in counts.items()]
 
 
-# ---- entry point ----------------------------------------------------------------------
+# ---- entry point ---------------------------------------------------------------------
+
+
+def run_fast(main: Coroutine[Any, Any, int]) -> int:
+    """asyncio.run on uvloop where it is installed (Linux/macOS): a cheaper event loop for the
+    serving and load-generating paths; plain asyncio elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             settings = _settings(args)
             configure_logging(settings.logging.level, settings.logging.format)
-            return asyncio.run(_serve(settings))
+            return run_fast(_serve(settings))
         if args.command == "demo":
             configure_logging("warning", "console")
             return asyncio.run(_demo(args))
@@ -337,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
         if args.command == "loadtest":
-            return asyncio.run(_loadtest(args))
+            return run_fast(_loadtest(args))
         return asyncio.run(_local_recognizer(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -39,6 +39,7 @@ from ivr_bridge.recognition.credentials import (
 from ivr_bridge.recognition.policy import PolicyConfig
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
 from ivr_bridge.server import BridgeServer
+from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger(__name__)
 
@@ -118,10 +119,15 @@ class BridgeApp:
         policy: PolicyConfig | None = None,
         local_faults: FaultPlan | None = None,
         on_command: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
+        listen_socket: socket.socket | None = None,
+        peers: WorkerPeers | None = None,
     ) -> None:
         self.settings = settings
         # Commands from NATS (play/mark/clear/hangup) for a call this bridge owns.
         self._on_command = on_command
+        # One of several workers (workers.py): the shared socket and the siblings' snapshots.
+        self._listen_socket = listen_socket
+        self._peers = peers
         self._local_faults = local_faults
         self._clock = clock
         self._extra_sinks = list(sinks)
@@ -240,6 +246,8 @@ class BridgeApp:
                 max_cpu=s.server.max_cpu,
             ),
             recognizer_label="embedded" if choice.embedded else endpoint,
+            sock=self._listen_socket,
+            peers=self._peers,
             clock=self._clock,
         )
         try:

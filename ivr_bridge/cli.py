@@ -7,18 +7,22 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sys
 from collections.abc import Coroutine
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from ivr_bridge.config import Settings, load_settings
 from ivr_bridge.errors import ConfigError
 from ivr_bridge.logs import configure_logging
+
+if TYPE_CHECKING:
+    from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger("ivr_bridge.cli")
 
@@ -50,10 +54,33 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-async def _serve(settings: Settings) -> int:
+def _serve_all(settings: Settings) -> int:
+    """``serve``: one process, or ``server.workers`` of them on one port (workers.py)."""
+    from ivr_bridge.workers import serve_workers, worker_count, worker_settings
+
+    workers = worker_count(settings.server.workers)
+    if workers == 1:
+        return run_fast(_serve(settings))
+    try:
+        return serve_workers(
+            settings,
+            workers,
+            lambda sock, peers: run_fast(
+                _serve(worker_settings(settings, workers), listen_socket=sock, peers=peers)
+            ),
+        )
+    except OSError as exc:
+        raise StartupFailed(f"server.host/server.port: {_one_line(exc)}") from None
+
+
+async def _serve(
+    settings: Settings,
+    listen_socket: socket.socket | None = None,
+    peers: WorkerPeers | None = None,
+) -> int:
     from ivr_bridge.app import BridgeApp
 
-    app = BridgeApp(settings)
+    app = BridgeApp(settings, listen_socket=listen_socket, peers=peers)
     try:
         await app.start()
     except ConfigError as exc:
@@ -340,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             settings = _settings(args)
             configure_logging(settings.logging.level, settings.logging.format)
-            return run_fast(_serve(settings))
+            return _serve_all(settings)
         if args.command == "demo":
             configure_logging("warning", "console")
             return asyncio.run(_demo(args))

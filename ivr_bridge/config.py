@@ -33,8 +33,8 @@ class ServerSettings:
     # this fraction of a core (0 = off for either), so calls in progress stay real time.
     max_loop_lag_ms: float = 150.0
     max_cpu: float = 0.0
-    # Processes serving the one port (SO_REUSEPORT); 0 = one per core.
-    workers: int = 1
+    # Processes serving the one port (pre-forked on one listening socket); 0 = one per core.
+    workers: int = 0
     drain_timeout_s: float = 30.0
     # The base URL platforms call (e.g. "wss://bridge.example.com"), for request signatures
     # behind TLS termination or a proxy; empty: rebuilt from the Host header.

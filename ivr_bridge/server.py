@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import uuid
 import weakref
 from collections.abc import Mapping
 from dataclasses import asdict
 from http import HTTPStatus
+from typing import Any
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -34,6 +36,7 @@ from ivr_bridge.events.bus import EventBus
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.overload import AdmissionPolicy, LoadMonitor, OverloadLimits
 from ivr_bridge.recognition.base import Recognizer
+from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +109,8 @@ class BridgeServer:
         clock: Clock = SYSTEM_CLOCK,
         public_url: str = "",
         overload: OverloadLimits | None = None,
+        sock: socket.socket | None = None,
+        peers: WorkerPeers | None = None,
     ) -> None:
         self._routes = dict(routes)
         self._public_url = public_url
@@ -135,6 +140,10 @@ class BridgeServer:
         limits = overload or OverloadLimits(max_calls=max_calls, max_loop_lag_ms=0.0)
         self.admission = AdmissionPolicy(limits)
         self._monitor = LoadMonitor(self.admission)
+        # One worker of several (workers.py): accept on the shared socket, answer health and
+        # metrics for the whole service.
+        self._sock = sock
+        self._peers = peers
 
     @property
     def port(self) -> int:
@@ -148,10 +157,12 @@ class BridgeServer:
         return len(self._calls)
 
     async def start(self) -> int:
+        where: dict[str, Any] = (
+            {"sock": self._sock} if self._sock else {"host": self._host, "port": self._port}
+        )
         self._server = await serve(
             self._handle,
-            self._host,
-            self._port,
+            **where,
             process_request=self._process_request,
             max_size=self._max_size,
             max_queue=32,
@@ -163,6 +174,8 @@ class BridgeServer:
             close_timeout=5,
         )
         self._monitor.start()
+        if self._peers is not None:
+            self._peers.start(lambda: (self._health(), self._metrics_text()))
         log.info(
             "bridge_listening",
             host=self._host,
@@ -183,36 +196,45 @@ class BridgeServer:
         )
         return Response(status.value, status.phrase, headers, data)
 
+    def _health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "active_calls": len(self._calls),
+            "calls_total": self.calls_total,
+            "recognizer": self._recognizer_label,
+            "draining": self._draining,
+        }
+
+    def _metrics_text(self) -> str:
+        return self.metrics.render(
+            {
+                "active_calls": len(self._calls),
+                "calls_rejected": self.calls_rejected,
+                "draining": float(self._draining),
+                "events_published": self._bus.published,
+                "event_loop_lag_ms": self.admission.loop_lag_ms,
+                "process_cpu": self.admission.cpu,
+            },
+            {name: asdict(st) for name, st in self._bus.stats().items()},
+        )
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in ("/healthz", "/livez"):
-            return self._json(
-                HTTPStatus.OK,
-                {
-                    "status": "ok",
-                    "version": __version__,
-                    "active_calls": len(self._calls),
-                    "calls_total": self.calls_total,
-                    "recognizer": self._recognizer_label,
-                    "draining": self._draining,
-                },
-            )
+            body = self._health()
+            if self._peers is not None:
+                body = self._peers.health(body)
+            return self._json(HTTPStatus.OK, body)
         if path == "/metrics":
-            body = self.metrics.render(
-                {
-                    "active_calls": len(self._calls),
-                    "calls_rejected": self.calls_rejected,
-                    "draining": float(self._draining),
-                    "events_published": self._bus.published,
-                    "event_loop_lag_ms": self.admission.loop_lag_ms,
-                    "process_cpu": self.admission.cpu,
-                },
-                {name: asdict(st) for name, st in self._bus.stats().items()},
-            ).encode()
+            text = self._metrics_text()
+            if self._peers is not None:
+                text = self._peers.metrics(text)
+            data = text.encode()
             headers = Headers(
-                [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]
+                [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(data)))]
             )
-            return Response(200, "OK", headers, body)
+            return Response(200, "OK", headers, data)
         if path == "/readyz":
             status = HTTPStatus.SERVICE_UNAVAILABLE if self._draining else HTTPStatus.OK
             return self._json(status, {"ready": not self._draining})
@@ -314,6 +336,8 @@ class BridgeServer:
 
     async def stop(self) -> None:
         await self._monitor.stop()
+        if self._peers is not None:
+            await self._peers.stop()
         if self._server is not None:
             self._server.close(close_connections=True, code=1001, reason="bridge shutting down")
             await self._server.wait_closed()

@@ -132,9 +132,8 @@ class AudioLedger:
 
     def release(self, offset: int) -> None:
         """Nothing before ``offset`` will be read again (it is final): free it once sent."""
-        if offset > self._release:
-            self._release = offset
-            self._trim()
+        self._release = max(self._release, offset)
+        self._trim()
 
     @property
     def held_bytes(self) -> int:

@@ -34,6 +34,7 @@ BASELINE_CMD = [
     "--events",
     "{events}",
 ]
+ONE = {"IVR_BRIDGE_SERVER_WORKERS": "1"}
 MARK_BEGIN = "<!-- scale-benchmark:begin -->"
 MARK_END = "<!-- scale-benchmark:end -->"
 
@@ -89,8 +90,11 @@ async def run(
             ),
             progress=say,
         )
+        # One worker process, like the baseline: the ratios compare the code, not core counts.
         bridge = await run_loadtest(
-            LoadTestOptions(calls=n, duration_s=duration, ramp_s=ramp, label="ivr-bridge"),
+            LoadTestOptions(
+                calls=n, duration_s=duration, ramp_s=ramp, label="ivr-bridge", server_env=ONE
+            ),
             progress=say,
         )
         others = []
@@ -102,7 +106,7 @@ async def run(
                         duration_s=duration,
                         ramp_s=ramp,
                         label=label,
-                        server_env={"PYTHONPATH": src},
+                        server_env={**ONE, "PYTHONPATH": src},
                     ),
                     progress=say,
                 )

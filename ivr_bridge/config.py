@@ -31,7 +31,7 @@ class ServerSettings:
     max_calls: int = 500
     # Overload: refuse new calls (503) while the event loop runs this late or the process uses
     # this fraction of a core (0 = off for either), so calls in progress stay real time.
-    max_loop_lag_ms: float = 150.0
+    max_loop_lag_ms: float = 250.0
     max_cpu: float = 0.0
     # Processes serving the one port (pre-forked on one listening socket); 0 = one per core.
     workers: int = 0

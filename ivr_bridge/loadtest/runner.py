@@ -85,6 +85,20 @@ async def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: flo
     raise RuntimeError("server did not start listening in time")
 
 
+async def _settle(pid: int, timeout: float = 15.0) -> None:
+    """Wait until the server's memory stops growing (workers still starting up would
+    otherwise count their start-up as per-call memory)."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            rss = procstat.sample_tree(pid).rss_bytes
+            if abs(rss - last) < 256 * 1024:
+                return
+            last = rss
+        await asyncio.sleep(0.5)
+
+
 def _start_probe(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     out = workdir / "receipts.txt"
     proc = subprocess.Popen(
@@ -188,6 +202,7 @@ async def run_loadtest(
         server = _spawn(cmd, env)
         try:
             await _wait_listening(port, server, 30.0)
+            await _settle(server.pid)
             usage = _Usage(server.pid)
             records = await _play(f"ws://127.0.0.1:{port}", options, progress)
             usage.stop()
@@ -231,6 +246,6 @@ def _report(
         event_latency_p99_ms=percentile(latencies, 99),
         finals=len(latencies),
         cpu_ms_per_call_second=usage.cpu_ms_per_call_second(call_seconds),
-        rss_kb_per_call=usage.rss_kb_per_call(options.calls),
+        rss_kb_per_call=usage.rss_kb_per_call(ok),
         dropped_samples=dropped,
     )

@@ -59,14 +59,15 @@ def _serve_all(settings: Settings) -> int:
     from ivr_bridge.workers import serve_workers, worker_count, worker_settings
 
     workers = worker_count(settings.server.workers)
+    loop = settings.server.event_loop
     if workers == 1:
-        return run_fast(_serve(settings))
+        return run_fast(_serve(settings), loop)
     try:
         return serve_workers(
             settings,
             workers,
             lambda sock, peers: run_fast(
-                _serve(worker_settings(settings, workers), listen_socket=sock, peers=peers)
+                _serve(worker_settings(settings, workers), listen_socket=sock, peers=peers), loop
             ),
         )
     except OSError as exc:
@@ -286,14 +287,15 @@ def _counts(events: list[Any]) -> list[str]:
 # ---- entry point ---------------------------------------------------------------------
 
 
-def run_fast(main: Coroutine[Any, Any, int]) -> int:
-    """asyncio.run on uvloop where it is installed (Linux/macOS): a cheaper event loop for the
-    serving and load-generating paths; plain asyncio elsewhere."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+def run_fast(main: Coroutine[Any, Any, int], event_loop: str = "uvloop") -> int:
+    """asyncio.run, on uvloop when asked for and installed (Linux/macOS)."""
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(main)
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def build_parser() -> argparse.ArgumentParser:

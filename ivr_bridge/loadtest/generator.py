@@ -110,7 +110,10 @@ async def run_calls(
 ) -> list[CallRecord]:
     """Play ``calls`` calls of ``duration_s`` each; returns one record per call."""
 
-    path = next(spec.default_path for spec in SPECS if spec.name == dialect)
+    paths = {spec.name: spec.default_path for spec in SPECS}
+    if dialect not in paths:
+        raise ValueError(f"unknown dialect {dialect!r} (known: {sorted(paths)})")
+    path = paths[dialect]
 
     def make_client() -> ClientEncoder:
         return make_encoder(dialect, auth=auth)

@@ -121,7 +121,6 @@ class RecognitionChannel:
         self._recovery = RecoveryPolicy(policy)
         self.stats = ChannelStats()
         self._wake = asyncio.Event()
-        self._pumping = False  # the sender waits on a live session (wakes per chunk)
         self._input_ended = False
         self._cursor = 0  # next ledger offset to send to the current session
         self._transcript = TranscriptAssembler(sample_rate)
@@ -137,9 +136,9 @@ class RecognitionChannel:
         if gap_ms:
             self._insert_silence(gap_ms)
         self.ledger.append_audio(pcm)
-        # Wake the sender only when it has something to do: a full chunk, or no session yet
-        # (it opens lazily). Stall and rotation checks ride on the keepalive loop's tick.
-        if not self._pumping or self.ledger.end - self._cursor >= self._chunk:
+        # Wake the sender once a chunk is ready (or audio follows silence it must flush), not
+        # on every 20 ms frame; the ticker wakes it for the periodic checks.
+        if gap_ms or self.ledger.end - self._cursor >= self._chunk:
             self._wake.set()
 
     def insert_gap(self, ms: int) -> None:
@@ -198,18 +197,22 @@ class RecognitionChannel:
         # recognizer client's included, carries the channel (and the call_id bound by the call).
         with structlog.contextvars.bound_contextvars(channel=self.name):
             keepalive = asyncio.create_task(self._keepalive_loop(), name=f"keepalive-{self.name}")
+            ticker = asyncio.create_task(self._tick_loop(), name=f"tick-{self.name}")
             try:
                 await self._main()
                 self._publish(self._transcript.flush_gap())
                 await self._wait_drains()
             finally:
                 keepalive.cancel()
+                ticker.cancel()
                 for task in list(self._drains):
                     task.cancel()
                 for session in list(self._sessions):
                     await self._discard(session)
                 with contextlib.suppress(asyncio.CancelledError):
                     await keepalive
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
 
     async def _main(self) -> None:
         start = 0
@@ -222,11 +225,7 @@ class RecognitionChannel:
                     await self._consume_until_end()
                     return
                 continue
-            self._pumping = True
-            try:
-                outcome = await self._pump(session)
-            finally:
-                self._pumping = False
+            outcome = await self._pump(session)
             if outcome is _Outcome.DONE:
                 return
             if outcome is _Outcome.ROTATE:
@@ -375,7 +374,6 @@ class RecognitionChannel:
                 continue
             if piece is None and self._input_ended:
                 return await self._finish(session)
-            # No timer here: push_audio wakes us per chunk, the keepalive loop every _POLL_S.
             self._wake.clear()
             await self._wake.wait()
 
@@ -472,16 +470,20 @@ class RecognitionChannel:
             self._publish(self._transcript.session_drained(session.index))
 
     async def _keepalive_loop(self) -> None:
-        """Inserts keepalive silence when due and ticks the sender every ``_POLL_S`` so it
-        re-checks stalls and rotation: one timer per channel, not one per frame."""
         while not self._input_ended:
             now = self._clock.now()
             inserted = self._keepalive.due(now)
             if inserted:
                 self._insert_silence(inserted)
+                self._wake.set()
+            await self._clock.sleep(max(0.02, self._keepalive.next_check_in(self._clock.now())))
+
+    async def _tick_loop(self) -> None:
+        """One timer per channel (not one per frame): stall and rotation checks run at least
+        every ``_POLL_S`` even when no chunk is ready."""
+        while True:
+            await self._clock.sleep(_POLL_S)
             self._wake.set()
-            wait = min(_POLL_S, self._keepalive.next_check_in(self._clock.now()))
-            await self._clock.sleep(max(0.02, wait))
 
     def _insert_silence(self, ms: int) -> None:
         self.ledger.append_silence(self.ledger.samples(ms))

@@ -246,6 +246,6 @@ def _report(
         event_latency_p99_ms=percentile(latencies, 99),
         finals=len(latencies),
         cpu_ms_per_call_second=usage.cpu_ms_per_call_second(call_seconds),
-        rss_kb_per_call=usage.rss_kb_per_call(ok),
+        rss_kb_per_call=usage.rss_kb_per_call(options.calls),
         dropped_samples=dropped,
     )

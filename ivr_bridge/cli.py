@@ -56,22 +56,29 @@ def _one_line(exc: BaseException) -> str:
 
 def _serve_all(settings: Settings) -> int:
     """``serve``: one process, or ``server.workers`` of them on one port (workers.py)."""
-    from ivr_bridge.workers import serve_workers, worker_count, worker_settings
+    from ivr_bridge.app import _listen_error
+    from ivr_bridge.workers import WorkerStartFailed, serve_workers, worker_count, worker_settings
 
     workers = worker_count(settings.server.workers)
     loop = settings.server.event_loop
     if workers == 1:
         return run_fast(_serve(settings), loop)
+    each = worker_settings(settings, workers)
+
+    def run_worker(sock: socket.socket, peers: WorkerPeers) -> int:
+        try:
+            return run_fast(_serve(each, listen_socket=sock, peers=peers), loop)
+        except StartupFailed as exc:
+            peers.report_failure(str(exc))
+            return 2
+
+    srv = settings.server
     try:
-        return serve_workers(
-            settings,
-            workers,
-            lambda sock, peers: run_fast(
-                _serve(worker_settings(settings, workers), listen_socket=sock, peers=peers), loop
-            ),
-        )
+        return serve_workers(settings, workers, run_worker)
     except OSError as exc:
-        raise StartupFailed(f"server.host/server.port: {_one_line(exc)}") from None
+        raise StartupFailed(str(_listen_error(exc, "server", srv.host, srv.port))) from None
+    except WorkerStartFailed as exc:
+        raise StartupFailed(str(exc)) from None
 
 
 async def _serve(

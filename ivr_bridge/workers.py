@@ -93,6 +93,10 @@ class WorkerPeers:
     def _path(self, index: int) -> Path:
         return self.directory / f"worker-{index}.json"
 
+    def report_failure(self, message: str) -> None:
+        """This worker could not start: leave the one-line reason for the parent to print."""
+        (self.directory / f"failed-{self.index}.txt").write_text(message)
+
     def publish(self, health: Mapping[str, Any], metrics: str) -> None:
         tmp = self.directory / f".worker-{self.index}.tmp"
         tmp.write_text(json.dumps({"health": dict(health), "metrics": metrics}))
@@ -150,12 +154,19 @@ def worker_settings(settings: Settings, workers: int) -> Settings:
     return replace(settings, embedded=embedded)
 
 
+class WorkerStartFailed(Exception):
+    """A worker could not start; the message is the worker's one-line reason."""
+
+
 def serve_workers(
     settings: Settings, workers: int, run_worker: Callable[[socket.socket, WorkerPeers], int]
 ) -> int:
     """Fork ``workers`` processes running ``run_worker`` on one socket; wait for them all.
 
-    Returns the worst exit status. Call before any event loop or thread exists (fork).
+    Returns the worst exit status; raises WorkerStartFailed with a worker's reason when one
+    could not start. A worker that exits with an error takes the service down with it (the
+    supervisor restarts the whole, rather than one port serving with fewer workers). Call
+    before any event loop or thread exists (fork).
     """
     sock = listen_socket(settings.server.host, settings.server.port)
     directory = Path(tempfile.mkdtemp(prefix="ivr-bridge-workers-"))
@@ -180,16 +191,25 @@ def serve_workers(
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     worst = 0
-    for child in children:
-        while True:
-            try:
-                _, status = os.waitpid(child, 0)
-                break
-            except InterruptedError:
-                continue
-        worst = max(worst, os.waitstatus_to_exitcode(status) & 0xFF)
+    alive = set(children)
+    while alive:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in alive:
+            continue
+        alive.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and alive:
+            forward(signal.SIGTERM, None)
+        worst = max(worst, code if code >= 0 else 128 - code)
+    failures = sorted(directory.glob("failed-*.txt"))
+    reason = failures[0].read_text() if failures else ""
     with contextlib.suppress(OSError):
         for path in directory.iterdir():
             path.unlink()
         directory.rmdir()
+    if reason:
+        raise WorkerStartFailed(reason)
     return worst

@@ -66,8 +66,11 @@ def _serve_all(settings: Settings) -> int:
     each = worker_settings(settings, workers)
 
     def run_worker(sock: socket.socket, peers: WorkerPeers) -> int:
+        mine = each
+        if peers.index > 0:  # the AudioSocket listener (its own TCP port) runs in worker 0
+            mine = replace(each, server=replace(each.server, audiosocket_port=0))
         try:
-            return run_fast(_serve(each, listen_socket=sock, peers=peers), loop)
+            return run_fast(_serve(mine, listen_socket=sock, peers=peers), loop)
         except StartupFailed as exc:
             peers.report_failure(str(exc))
             return 2

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

@@ -11,7 +11,6 @@ import inspect
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -317,18 +316,7 @@ class BridgeApp:
             dead_letter=dead_letter,
         )
         if ev.jsonl:
-            try:
-                bus.add_sink(JsonlSink(ev.jsonl))
-            except OSError as exc:
-                # mkdir of the parent says "File exists" when a parent is a plain file.
-                why = (
-                    "a parent path is not a directory"
-                    if isinstance(exc, FileExistsError | NotADirectoryError)
-                    else exc.strerror or type(exc).__name__
-                )
-                raise ConfigError(
-                    "events.jsonl", f"cannot append to {str(Path(ev.jsonl))!r}: {why}"
-                ) from None
+            bus.add_sink(JsonlSink(ev.jsonl))  # raises ConfigError naming the path
         if ev.stdout:
             bus.add_sink(ConsoleSink(include_partials=ev.include_partials))
         urls = [u for u in (ev.webhook, *ev.webhooks) if u]

@@ -31,6 +31,7 @@ from ivr_bridge.events.webhook import WebhookSink
 from ivr_bridge.health import RecognizerWatch, SinkWatch
 from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
+from ivr_bridge.overload import OverloadLimits
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.credentials import (
     ApiKeyCredentials,
@@ -40,6 +41,7 @@ from ivr_bridge.recognition.credentials import (
 from ivr_bridge.recognition.policy import PolicyConfig
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
 from ivr_bridge.server import BridgeServer
+from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger(__name__)
 
@@ -122,10 +124,15 @@ class BridgeApp:
         policy: PolicyConfig | None = None,
         local_faults: FaultPlan | None = None,
         on_command: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
+        listen_socket: socket.socket | None = None,
+        peers: WorkerPeers | None = None,
     ) -> None:
         self.settings = settings
         # Commands from NATS (play/mark/clear/hangup) for a call this bridge owns.
         self._on_command = on_command
+        # One of several workers (workers.py): the shared socket and the siblings' snapshots.
+        self._listen_socket = listen_socket
+        self._peers = peers
         self._local_faults = local_faults
         self._clock = clock
         self._extra_sinks = list(sinks)
@@ -258,7 +265,14 @@ class BridgeApp:
             ping_timeout_s=s.server.ping_timeout_s,
             open_timeout_s=s.server.open_timeout_s,
             max_calls=s.server.max_calls,
+            overload=OverloadLimits(
+                max_calls=s.server.max_calls,
+                max_loop_lag_ms=s.server.max_loop_lag_ms,
+                max_cpu=s.server.max_cpu,
+            ),
             recognizer_label="embedded" if choice.embedded else endpoint,
+            sock=self._listen_socket,
+            peers=self._peers,
             clock=self._clock,
             max_connections_per_ip=s.server.max_connections_per_ip,
             tls=_tls_context(s.server.tls_cert, s.server.tls_key),

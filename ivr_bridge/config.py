@@ -29,6 +29,14 @@ class ServerSettings:
     open_timeout_s: float = 10.0
     media_inactivity_timeout_s: float = 0.0  # 0 = never end a call for lack of media
     max_calls: int = 500
+    # Overload: refuse new calls (503) while the event loop runs this late or the process uses
+    # this fraction of a core (0 = off for either), so calls in progress stay real time.
+    max_loop_lag_ms: float = 250.0
+    max_cpu: float = 0.0
+    # "asyncio" or "uvloop" (if installed); see README Benchmarks for why the default.
+    event_loop: str = "asyncio"
+    # Processes serving the one port (pre-forked on one listening socket); 0 = one per core.
+    workers: int = 0
     drain_timeout_s: float = 30.0
     # The base URL platforms call (e.g. "wss://bridge.example.com"), for request signatures
     # behind TLS termination or a proxy; empty: rebuilt from the Host header.
@@ -384,6 +392,10 @@ def _validate_server(srv: ServerSettings) -> None:
         "must be 0 (off) .. 86400 s",
     )
     _check(1 <= srv.max_calls <= 100_000, "server.max_calls", "must be 1..100000")
+    _check(0 <= srv.max_loop_lag_ms <= 60_000, "server.max_loop_lag_ms", "must be 0 (off)..60000")
+    _check(0 <= srv.max_cpu <= 1.0, "server.max_cpu", "must be 0 (off)..1 (a fraction of a core)")
+    _check(srv.event_loop in {"asyncio", "uvloop"}, "server.event_loop", "asyncio or uvloop")
+    _check(0 <= srv.workers <= 256, "server.workers", "must be 0 (one per core)..256")
     _positive(srv.drain_timeout_s, "server.drain_timeout_s", 3600)
     _positive(srv.start_timeout_s, "server.start_timeout_s", 3600)
     _check(

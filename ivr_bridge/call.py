@@ -22,7 +22,7 @@ from ivr_bridge.dialects.base import Dialect, OutboundRequest
 from ivr_bridge.errors import DialectError
 from ivr_bridge.events import types
 from ivr_bridge.events.bus import EventBus
-from ivr_bridge.handle import CallHandle, DialogOptions
+from ivr_bridge.handle import CallGone, CallHandle, DialogOptions
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.model import (
     Audio,
@@ -359,6 +359,8 @@ class Call:
         except asyncio.CancelledError:
             self._log.warning("dialog_handler_cancelled", why="still running after call end")
             raise
+        except CallGone:
+            self._log.debug("dialog_handler_outlived_call")
         except Exception:
             # The handler is user code: its bug is logged, and the call goes on without it.
             self._log.exception("dialog_handler_failed")

@@ -40,7 +40,7 @@ from ivr_bridge.dialects.base import (
 from ivr_bridge.errors import BridgeError
 from ivr_bridge.events.types import BargeIn
 from ivr_bridge.model import CallStarted, EventPayload, UtteranceEvent
-from ivr_bridge.prompts import PromptTracker
+from ivr_bridge.prompts import Cut, PromptTracker
 
 _prompt_numbers = itertools.count(1)
 
@@ -142,15 +142,20 @@ class CallHandle:
         """Called by the call for each of its events; never blocks, never raises."""
         if self._closed:
             return
+        cut = None
+        if event.type == "mark":
+            self._prompts.mark_echoed(str(event.data.get("name", "")), self._clock.now())
+        elif event.type == "speech_started" and self.barge_in and self._prompts.playing:
+            cut = self._barge_in()  # the clear is scheduled before the handler can wake
         if len(self._queue) >= self._queue_size:
             self._drop_one()
         self._queue.append(event)
         self._ready.set()
-        # After queueing: the barge_in event this may emit comes back here and must follow.
-        if event.type == "mark":
-            self._prompts.mark_echoed(str(event.data.get("name", "")), self._clock.now())
-        elif event.type == "speech_started" and self.barge_in and self._prompts.playing:
-            self._barge_in()
+        if cut is not None:
+            # Emitted after queueing: the barge_in event comes back here and must follow.
+            self._control.emit(
+                BargeIn(cut.prompt, cut.played_ms, cut.duration_ms, cut.queued_after)
+            )
 
     def _drop_one(self) -> None:
         for i, queued in enumerate(self._queue):
@@ -161,13 +166,12 @@ class CallHandle:
             self._queue.popleft()
         self.dropped_events += 1
 
-    def _barge_in(self) -> None:
+    def _barge_in(self) -> Cut | None:
         cut = self._prompts.cut(self._clock.now())
-        if cut is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._control.send(ClearAudio()))
-        task.add_done_callback(_ignore_result)
-        self._control.emit(BargeIn(cut.prompt, cut.played_ms, cut.duration_ms, cut.queued_after))
+        if cut is not None:
+            task = asyncio.get_running_loop().create_task(self._control.send(ClearAudio()))
+            task.add_done_callback(_ignore_result)
+        return cut
 
     def close(self) -> None:
         """The call ended: ``events()`` finishes once the queued events are read."""

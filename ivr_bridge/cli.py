@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -271,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wav", help="another WAV file to play")
     p.add_argument("--no-partials", action="store_true")
 
+    p = sub.add_parser("events", help="tail a bridge's live events (GET /events)")
+    p.add_argument("--url", required=True, help="ws://HOST:PORT/events")
+    p.add_argument("--call", help="only this call_id (exits after its call_ended)")
+    p.add_argument("--types", default="", help="comma-separated event types (default: all)")
+    p.add_argument(
+        "--token",
+        help="bearer token (events.api_token or api_read_token); default: the "
+        "IVR_BRIDGE_EVENTS_TOKEN environment variable",
+    )
+
     p = sub.add_parser("check-config", help="validate a config file and print it (secrets hidden)")
     p.add_argument("--config")
     return parser
@@ -292,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             configure_logging("warning", "console")
             return asyncio.run(_demo(args))
+        if args.command == "events":
+            return asyncio.run(_events(args))
         configure_logging("info", "console")
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
@@ -304,6 +317,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+async def _events(args: argparse.Namespace) -> int:
+    from ivr_bridge.events_client import TailRefused, tail_events
+
+    token = args.token or os.environ.get("IVR_BRIDGE_EVENTS_TOKEN", "")
+    if not token:
+        print("events: give --token or set IVR_BRIDGE_EVENTS_TOKEN", file=sys.stderr)
+        return 2
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    try:
+        await tail_events(args.url, token=token, call_id=args.call, types=types)
+    except TailRefused as exc:
+        print(f"events: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _check_engine(settings: Settings) -> None:

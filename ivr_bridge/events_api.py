@@ -74,7 +74,7 @@ class _Ring:
     ended_at: float | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity: a set member
 class Subscription:
     """One client's filter and its bounded outbox of events and notices."""
 
@@ -186,7 +186,7 @@ class EventHub:
         ring = self._rings.get(call_id)
         kept = list(ring.events) if ring else []
         first = kept[0].seq if kept else None
-        if after_seq > 0 and (first is None or first > after_seq + 1):
+        if (first is not None and first > after_seq + 1) or (first is None and after_seq > 0):
             sub.put({"op": "gap", "call_id": call_id, "after_seq": after_seq, "first_seq": first})
         for event in kept:
             if event.seq > after_seq and sub.wants(event):

@@ -83,7 +83,7 @@ def parse_command(command: object) -> OutboundRequest:
     if not isinstance(command, Mapping):
         raise CommandError("a command is a JSON object")
     kind = command.get("type")
-    if kind not in _FIELDS:
+    if not isinstance(kind, str) or kind not in _FIELDS:
         raise CommandError(f"type must be one of {', '.join(COMMAND_TYPES)}")
     unknown = sorted(set(command) - _FIELDS[kind])
     if unknown:

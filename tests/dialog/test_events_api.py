@@ -125,7 +125,8 @@ async def test_commands_are_acked_or_refused_with_a_reason(tone_bridge: StartBri
         call_id = started["call_id"]
         pcm = base64.b64encode(bytes(1600)).decode()
         commands: list[dict[str, Any]] = [
-            {"op": "command", "id": "1", "call_id": call_id, "command": {"type": "mark", "name": "m"}},
+            {"op": "command", "id": "1", "call_id": call_id,
+             "command": {"type": "mark", "name": "m"}},
             {"op": "command", "id": "2", "call_id": call_id,
              "command": {"type": "play", "pcm16_b64": pcm, "sample_rate": 8000}},
             {"op": "command", "id": "3", "call_id": call_id, "command": {"type": "clear"}},

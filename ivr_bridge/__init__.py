@@ -38,6 +38,7 @@ _EXPORTS = {
     "UpgradeRefused": "ivr_bridge.dialects.base",
     "UnsupportedRequest": "ivr_bridge.dialects.base",
     "CommandError": "ivr_bridge.commands",
+    "WebsocketsStream": "ivr_bridge.mount",
 }
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "UpgradeRefused",
     "UpgradeRequest",
     "UtteranceEvent",
+    "WebsocketsStream",
     "__version__",
     "load_settings",
     "serve",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from ivr_bridge.errors import ConfigError
     from ivr_bridge.handle import CallGone, CallHandle, Handler
     from ivr_bridge.model import UtteranceEvent
+    from ivr_bridge.mount import WebsocketsStream
 
 
 def __getattr__(name: str) -> Any:

@@ -408,7 +408,7 @@ async def test_a_gap_already_covered_by_keepalive_is_not_counted_twice() -> None
         recognizer=FakeRecognizer(),
         options=CallOptions(session=SessionConfig(sample_rate=8000)),
         bus=bus,
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
     )
     task = asyncio.create_task(call.run())
     for message in ("open", "audio 100"):
@@ -417,8 +417,8 @@ async def test_a_gap_already_covered_by_keepalive_is_not_counted_twice() -> None
     clock.t += 3.0  # the PBX goes quiet for 3 s: the keepalive fills it with silence
     await asyncio.sleep(0.05)
     # ... then says 3.5 s were lost: only the 0.5 s the keepalive did not cover is added.
-    for message in ("gap 3500", "audio 100", None):
-        await stream.queue.put(message)
+    for later in ("gap 3500", "audio 100", None):
+        await stream.queue.put(later)
     await asyncio.wait_for(task, 10)
     await bus.aclose()
     caller = events[-1].data["channels"]["caller"]

@@ -71,9 +71,8 @@ def two_bridges(tmp_path: Path, nats_url: str) -> Iterator[list[int]]:  # noqa: 
                 if healthy(port):
                     break
                 if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"bridge exited: {proc.stderr.read() if proc.stderr else ''}"
-                    )
+                    why = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    raise RuntimeError(f"bridge exited: {why}")
                 time.sleep(0.05)
         yield ports
     finally:

@@ -3,6 +3,7 @@ classes, the schema able to reject a wrong event, and the mapping view of a type
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, cast

@@ -426,11 +426,9 @@ class Call:
             channel.end_input()
         if self._tasks:
             # Each channel bounds its own drain; this outer limit only catches bugs.
-            with contextlib.suppress(TimeoutError):
-                await self._clock.wait_for(
-                    asyncio.wait(self._tasks), self._options.drain_timeout_s * 3 + 5
-                )
-            pending = [task for task in self._tasks if not task.done()]
+            _, pending = await asyncio.wait(
+                self._tasks, timeout=self._options.drain_timeout_s * 3 + 5
+            )
             for task in pending:
                 task.cancel()
             if pending:

@@ -417,8 +417,8 @@ async def test_a_gap_already_covered_by_keepalive_is_not_counted_twice() -> None
     clock.t += 3.0  # the PBX goes quiet for 3 s: the keepalive fills it with silence
     await asyncio.sleep(0.05)
     # ... then says 3.5 s were lost: only the 0.5 s the keepalive did not cover is added.
-    for later in ("gap 3500", "audio 100", None):
-        await stream.queue.put(later)
+    for last in ("gap 3500", "audio 100", None):
+        await stream.queue.put(last)
     await asyncio.wait_for(task, 10)
     await bus.aclose()
     caller = events[-1].data["channels"]["caller"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from ivr_bridge.dialects.registry import spec_named
+from ivr_bridge.dialects.registry import SPECS
 from ivr_bridge.loadtest.tagging import tagged_frame
 from ivr_bridge.simulate import make_encoder
 from ivr_bridge.simulators.base import ClientAuth, ClientEncoder
@@ -110,7 +110,10 @@ async def run_calls(
 ) -> list[CallRecord]:
     """Play ``calls`` calls of ``duration_s`` each; returns one record per call."""
 
-    path = spec_named(dialect).default_path
+    paths = {spec.name: spec.default_path for spec in SPECS}
+    if dialect not in paths:
+        raise ValueError(f"unknown dialect {dialect!r} (known: {sorted(paths)})")
+    path = paths[dialect]
 
     def make_client() -> ClientEncoder:
         return make_encoder(dialect, auth=auth)

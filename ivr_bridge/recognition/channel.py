@@ -136,7 +136,10 @@ class RecognitionChannel:
         if gap_ms:
             self._insert_silence(gap_ms)
         self.ledger.append_audio(pcm)
-        self._wake.set()
+        # Wake the sender once a chunk is ready (or audio follows silence it must flush), not
+        # on every 20 ms frame; the ticker wakes it for the periodic checks.
+        if gap_ms or self.ledger.end - self._cursor >= self._chunk:
+            self._wake.set()
 
     def insert_gap(self, ms: int) -> None:
         """The PBX reports ``ms`` of its audio lost or skipped: silence takes its place on the
@@ -194,18 +197,22 @@ class RecognitionChannel:
         # recognizer client's included, carries the channel (and the call_id bound by the call).
         with structlog.contextvars.bound_contextvars(channel=self.name):
             keepalive = asyncio.create_task(self._keepalive_loop(), name=f"keepalive-{self.name}")
+            ticker = asyncio.create_task(self._tick_loop(), name=f"tick-{self.name}")
             try:
                 await self._main()
                 self._publish(self._transcript.flush_gap())
                 await self._wait_drains()
             finally:
                 keepalive.cancel()
+                ticker.cancel()
                 for task in list(self._drains):
                     task.cancel()
                 for session in list(self._sessions):
                     await self._discard(session)
                 with contextlib.suppress(asyncio.CancelledError):
                     await keepalive
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
 
     async def _main(self) -> None:
         start = 0
@@ -368,8 +375,7 @@ class RecognitionChannel:
             if piece is None and self._input_ended:
                 return await self._finish(session)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await self._clock.wait_for(self._wake.wait(), _POLL_S)
+            await self._wake.wait()
 
     def _quiet_since_final(self, session: _Session) -> bool:
         """Nothing but silence went out after the last final (so no word is in flight)."""
@@ -469,6 +475,13 @@ class RecognitionChannel:
                 self._insert_silence(inserted)
                 self._wake.set()
             await self._clock.sleep(max(0.02, self._keepalive.next_check_in(self._clock.now())))
+
+    async def _tick_loop(self) -> None:
+        """One timer per channel (not one per frame): stall and rotation checks run at least
+        every ``_POLL_S`` even when no chunk is ready."""
+        while True:
+            await self._clock.sleep(_POLL_S)
+            self._wake.set()
 
     def _insert_silence(self, ms: int) -> None:
         self.ledger.append_silence(self.ledger.samples(ms))

@@ -70,7 +70,7 @@ async def test_the_mounted_form_runs_a_call_over_the_users_own_server() -> None:
     async def handler(call: CallHandle) -> None:
         handled.append(call.call_id)
         async for event in call.events():
-            if event.type == "final":
+            if event.type == "call_started":  # before any audio: the socket is surely open
                 await call.play(bytes(800))
 
     bridge = BridgeApp(

@@ -39,7 +39,7 @@ async def run_menu(
 
 async def test_a_caller_chooses_by_speech_and_confirms(tone_bridge: StartBridge) -> None:
     caller = synthesize_script([["balance"], ["yes"]])
-    outcomes, report, prompts = await run_menu(tone_bridge, caller, fast=True, dtmf=[])
+    outcomes, report, prompts = await run_menu(tone_bridge, caller, fast=False, dtmf=[])
     (outcome,) = outcomes
     assert (outcome.choice, outcome.reason) == ("balance", "confirmed")
     assert prompts == ["greeting", "menu", "confirm_balance", "goodbye"]

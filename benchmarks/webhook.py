@@ -12,6 +12,8 @@ per second until the last is acknowledged.
 latency: ordinary calls (tones engine, real bridge, real websockets) with the webhook sink,
 optionally beside a dead second endpoint; for every final, receipt time at the receiver
 minus its emission time (the event's ``time``), as p50 / p99 / max.
+slowsink: the same calls with and without a webhook that takes 5 s per event; the audio
+path's figures (simulator pacing lag, final emitted -> in-process callback) side by side.
 """
 
 from __future__ import annotations
@@ -39,17 +41,20 @@ from tests.events.receiver import Received, Receiver
 
 def _receiver_process(delay_s: float, conn: Connection) -> None:
     async def main() -> None:
-        rows: list[tuple[float, str, str, str, int]] = []
+        got: list[Received] = []
 
         def answer(rec: Received) -> int:
-            ev = rec.event
-            rows.append((rec.at, ev["type"], ev["time"], ev["call_id"], ev["seq"]))
+            got.append(rec)  # parsed after the run, to keep the receiver cheap meanwhile
             return 204
 
-        receiver = await Receiver(answer=answer, delay_s=delay_s).start()
+        receiver = await Receiver(answer=answer, delay_s=delay_s, keep=False).start()
         conn.send(receiver.port)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         await receiver.stop()
+        rows = []
+        for rec in got:
+            ev = rec.event
+            rows.append((rec.at, ev["type"], ev["time"], ev["call_id"], ev["seq"]))
         conn.send(rows)
 
     asyncio.run(main())
@@ -187,9 +192,54 @@ async def latency(calls: int, seconds: float, delay_s: float, dead_endpoint: boo
     ]
 
 
+async def slow_sink(calls: int, seconds: float, slow_s: float | None) -> list[float]:
+    """[pacing lag p99 ms, final->callback p99 ms, finals] with an optional slow webhook."""
+    import ivr_bridge.local.tone_engine  # noqa: F401  (registers "tones")
+    from ivr_bridge.app import BridgeApp
+    from ivr_bridge.config import (
+        EmbeddedSettings,
+        EventSettings,
+        ServerSettings,
+        Settings,
+        SpeechKitSettings,
+    )
+    from ivr_bridge.events.console import CallbackSink
+    from ivr_bridge.local.tones import VOCABULARY, synthesize_script
+    from ivr_bridge.simulate import simulate_pcm
+
+    lags: list[float] = []
+
+    def on_event(e: UtteranceEvent) -> None:
+        if e.type == "final":
+            lags.append((time.time() - e.wall_time) * 1000)
+
+    remote = RemoteReceiver(slow_s or 0.0)
+    with remote as url:
+        settings = Settings(
+            server=ServerSettings(port=0, max_calls=calls + 10),
+            speechkit=SpeechKitSettings(languages=("en-US",)),
+            embedded=EmbeddedSettings(port=0, engine="tones"),
+            events=EventSettings(webhook=url if slow_s else "", drain_timeout_s=0.1),
+        )
+        app = BridgeApp(settings, sinks=[CallbackSink(on_event)])
+        await app.start()
+        script = [[VOCABULARY[(i * 5 + j) % len(VOCABULARY)] for j in range(3)] for i in range(40)]
+        pcm = synthesize_script(script, pause_ms=1000)[: int(seconds * 16000)]
+        reports = await asyncio.gather(
+            *(simulate_pcm(app.url(), pcm, close_timeout_s=60) for _ in range(calls))
+        )
+        await asyncio.sleep(0.5)
+        await app.stop()
+        remote.rows()
+    pacing = [r.max_lag_ms for r in reports]
+    return [percentile(pacing, 0.99), percentile(lags, 0.99), float(len(lags))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", nargs="?", choices=["throughput", "latency", "all"], default="all")
+    parser.add_argument(
+        "part", nargs="?", choices=["throughput", "latency", "slowsink", "all"], default="all"
+    )
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--calls", type=int, default=0, help="200 for throughput, 20 for latency")
     parser.add_argument("--in-flight", type=int, default=128)
@@ -206,6 +256,20 @@ def main() -> None:
         for dead in sorted({args.dead_endpoint, args.part == "all"}):
             rows = asyncio.run(latency(args.calls or 20, args.seconds, delay, dead))
             out += ["### Finals at the webhook", "", "| | |", "|---|---|", *rows, ""]
+    if args.part in ("slowsink", "all"):
+        calls = args.calls or 20
+        base = asyncio.run(slow_sink(calls, args.seconds, None))
+        slow = asyncio.run(slow_sink(calls, args.seconds, 5.0))
+        out += [
+            "### A webhook taking 5 s per event vs none",
+            "",
+            f"| {calls} calls x {args.seconds:.0f} s | no webhook | 5 s webhook |",
+            "|---|---|---|",
+            f"| simulator pacing lag p99 | {base[0]:.0f} ms | {slow[0]:.0f} ms |",
+            f"| final emitted -> in-process callback p99 | {base[1]:.0f} ms | {slow[1]:.0f} ms |",
+            f"| finals | {base[2]:.0f} | {slow[2]:.0f} |",
+            "",
+        ]
     print("\n".join(out))
 
 

@@ -199,6 +199,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 class EventPayload(Mapping[str, Any]):
     """Base of the typed payloads: a frozen dataclass per event type (``TYPE``) that reads as
     the JSON ``data`` object it serializes to, so ``event.data["text"]`` works either way."""
@@ -207,7 +210,15 @@ class EventPayload(Mapping[str, Any]):
     TYPE: ClassVar[str]
 
     def _names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        cls = type(self)
+        names = _PAYLOAD_FIELDS.get(cls)
+        if names is None:
+            names = _PAYLOAD_FIELDS[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        return names
+
+    def to_data(self) -> dict[str, Any]:
+        """The JSON ``data`` object."""
+        return {name: _jsonable(getattr(self, name)) for name in self._names()}
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._names():
@@ -263,5 +274,5 @@ class UtteranceEvent:
             "seq": self.seq,
             "call_ms": self.call_ms,
             "time": iso_utc(self.wall_time),
-            "data": dict(self.data),
+            "data": self.data.to_data() if isinstance(self.data, EventPayload) else dict(self.data),
         }

@@ -298,9 +298,11 @@ class SessionRules:
         return ("status_code", pb.StatusCode(code_type=pb.WORKING))
 
     def engine_progress(self, processed_ms: int, final_time_ms: int) -> None:
-        """The engine's cursors after a call whose events have all been sent."""
+        """The engine's cursors after a call whose events have all been sent (as the engine
+        reports them: an engine may take back a pause it had counted as final once it hears
+        that speech had already begun in it)."""
         self._processed_ms = processed_ms
-        self._final_ms = max(self._final_ms, final_time_ms)
+        self._final_ms = final_time_ms
 
     def cursors(self) -> pb.AudioCursors:
         return pb.AudioCursors(

@@ -22,7 +22,6 @@ ends them with INTERNAL) and the lane starts a fresh worker for new sessions.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import itertools
 import json
@@ -30,6 +29,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -236,13 +236,23 @@ class _Job:
     future: asyncio.Future[Any] | None  # None: fire and forget (closing a session)
 
 
-class EngineLane:
-    """One backend (a worker process or a thread) and the sessions pinned to it.
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return  # the caller gave up (its call was cancelled)
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
-    ``run`` queues one engine call for a session and waits for its result; a runner task
-    executes the lane's calls one at a time on the lane's own thread, taking sessions in
-    round-robin order, so a session's backlog never delays another session by more than one
-    call.
+
+class EngineLane:
+    """One backend (a worker process or this process) and the sessions pinned to it.
+
+    ``run`` queues one engine call for a session and waits for its result. The lane's own
+    thread executes the calls one at a time, taking sessions in round-robin order, so a
+    session's backlog never delays another session by more than one call. Scheduling happens
+    on that thread, so a call costs the event loop one hand-over each way, like a plain
+    executor.
     """
 
     def __init__(self, index: int, backend: Backend) -> None:
@@ -250,39 +260,40 @@ class EngineLane:
         self.backend = backend
         self.sessions = 0  # sessions pinned here now (the load used for assignment)
         self.calls = 0
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"local-asr-{index}"
-        )
+        self._changed = threading.Condition()
         self._jobs: dict[int, deque[_Job]] = {}
         self._ready: deque[int] = deque()  # sessions with calls waiting, in turn order
-        self._wake = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
-        self._current: _Job | None = None  # the job running on the lane's thread
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.backend.start)
-        self._runner = asyncio.create_task(self._run(), name=f"local-asr-lane-{self.index}")
+        await asyncio.to_thread(self.backend.start)
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._work, name=f"local-asr-{self.index}", daemon=True
+        )
+        self._thread.start()
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-        stranded = [job for queue in self._jobs.values() for job in queue]
-        if self._current is not None:
-            stranded.append(self._current)
+        """Fail the calls still queued, finish the one running, stop the backend."""
+        with self._changed:
+            self._stopping = True
+            stranded = [job for queue in self._jobs.values() for job in queue]
+            self._jobs.clear()
+            self._ready.clear()
+            self._changed.notify_all()
         for job in stranded:
             if job.future is not None and not job.future.done():
                 job.future.set_exception(RuntimeError("local recognizer stopped"))
-        self._jobs.clear()
-        self._ready.clear()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.backend.stop)
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(self.backend.stop)
 
     async def run(self, sid: int, fn: Callable[[Backend], T]) -> T:
         """Run ``fn(backend)`` in session ``sid``'s next turn; its result or exception."""
-        if self._runner is None:
+        if self._thread is None:
             raise RuntimeError("local recognizer not started")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue(sid, _Job(fn, future))
@@ -290,20 +301,25 @@ class EngineLane:
 
     def post(self, sid: int, fn: Callable[[Backend], Any]) -> None:
         """Queue ``fn`` after the session's earlier calls, without waiting (e.g. close)."""
-        if self._runner is not None:
+        if self._thread is not None:
             self._queue(sid, _Job(fn, None))
 
     def _queue(self, sid: int, job: _Job) -> None:
-        queue = self._jobs.get(sid)
-        if queue is None:
-            queue = self._jobs[sid] = deque()
-            self._ready.append(sid)
-        queue.append(job)
-        self._wake.set()
+        with self._changed:
+            queue = self._jobs.get(sid)
+            if queue is None:
+                queue = self._jobs[sid] = deque()
+                self._ready.append(sid)
+            queue.append(job)
+            self._changed.notify()
 
     def _next(self) -> _Job | None:
-        """The next job in round-robin order over sessions (None when nothing waits)."""
-        while self._ready:
+        """The next job in round-robin order over sessions (None once stopping)."""
+        with self._changed:
+            while not self._ready:
+                if self._stopping:
+                    return None
+                self._changed.wait()
             sid = self._ready.popleft()
             queue = self._jobs[sid]
             job = queue.popleft()
@@ -311,32 +327,27 @@ class EngineLane:
                 self._ready.append(sid)  # more from this session: back of the line
             else:
                 del self._jobs[sid]
-            if job.future is None or not job.future.done():
-                return job
-        return None
+            return job
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            job = self._next()
-            if job is None:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+    def _work(self) -> None:
+        """The lane's thread."""
+        loop = self._loop
+        assert loop is not None
+        while (job := self._next()) is not None:
+            if job.future is not None and job.future.done():
+                continue  # cancelled while it waited
             self.calls += 1
-            self._current = job
+            result: Any = None
+            error: BaseException | None = None
             try:
-                result = await loop.run_in_executor(self._executor, job.fn, self.backend)
+                result = job.fn(self.backend)
             except Exception as exc:
-                if job.future is None:
-                    log.warning("local_engine_call_failed", error=type(exc).__name__)
-                elif not job.future.done():
-                    job.future.set_exception(exc)
-            else:
-                if job.future is not None and not job.future.done():
-                    job.future.set_result(result)
-            finally:
-                self._current = None
+                error = exc
+            if job.future is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_resolve, job.future, result, error)
+            elif error is not None:
+                log.warning("local_engine_call_failed", error=type(error).__name__)
 
 
 class PinnedSession:

@@ -5,11 +5,11 @@ SpeechKit's limits and reconnects after failures each open a new session that re
 the previous one may already have recognized. This module turns their session-relative
 results into one call-relative stream of events in which every word appears exactly once:
 
-- seams: a retired session keeps the words that end before its successor's replay start;
+- seams: a retired session keeps the words centred before its successor's replay start;
   the successor owns everything after it; a word whose midpoint lies before the end of the
   last emitted final is a duplicate and is dropped;
-- while a retired session drains, its successor's results are held, so the old session's last
-  finals come first;
+- while a retired session drains, every later session's results are held, so the old
+  session's last finals come first (and several drains release in session order);
 - the utterance state machine: speech_started, partials and finals, then eou;
 - the server's final_index -> the call's final index (for final refinements);
 - audio lost to a buffer overflow is reported once per outage (``audio_gap``), with

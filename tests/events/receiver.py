@@ -34,6 +34,7 @@ class Receiver:
     answer: Answer = lambda _r: 204
     refuse: bool = False
     delay_s: float = 0.0
+    keep: bool = True  # keep what was received in ``got``
     got: list[Received] = field(default_factory=list)
     requests: int = 0
     _server: asyncio.Server | None = None
@@ -81,7 +82,7 @@ class Receiver:
                 status = self.answer(rec)
                 if not isinstance(status, int):
                     status = await status
-                if 200 <= status < 300:
+                if 200 <= status < 300 and self.keep:
                     self.got.append(rec)
                 writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()

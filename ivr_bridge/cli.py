@@ -94,6 +94,24 @@ async def _simulate(args: argparse.Namespace) -> int:
         return 2
 
     params = dict(item.split("=", 1) for item in args.param or [])
+    follower: asyncio.Task[int] | None = None
+    if args.events_url:
+        # Print the bridge's events for this call as they happen (GET /events).
+        import uuid
+
+        from ivr_bridge.events_client import SIM_TAG, follow_tagged_call
+
+        token = args.events_token or os.environ.get("IVR_BRIDGE_EVENTS_TOKEN", "")
+        params[SIM_TAG] = uuid.uuid4().hex[:12]
+        subscribed = asyncio.Event()
+        follower = asyncio.create_task(
+            follow_tagged_call(
+                args.events_url, token=token, tag=params[SIM_TAG], subscribed=subscribed
+            )
+        )
+        waiter = asyncio.create_task(subscribed.wait())
+        await asyncio.wait([follower, waiter], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
     secrets = {
         key: value
         for key, value in (
@@ -115,6 +133,11 @@ async def _simulate(args: argparse.Namespace) -> int:
         dialect=args.dialect,
         auth=ClientAuth(args.auth, secrets),
     )
+    if follower is not None:
+        try:
+            await asyncio.wait_for(follower, 30)
+        except Exception as exc:  # the events are extra: the report still prints
+            print(f"events: not followed ({_one_line(exc)})", file=sys.stderr)
     print(report.format_report())
     return 0
 
@@ -257,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=float, help="for this many seconds")
     p.add_argument("--tracks", choices=("inbound", "both"), default="inbound")
     p.add_argument("--param", action="append", help="custom parameter NAME=VALUE")
+    p.add_argument("--events-url", help="also print this call's events: ws://HOST:PORT/events")
+    p.add_argument("--events-token", help="its token (default: IVR_BRIDGE_EVENTS_TOKEN)")
 
     p = sub.add_parser("local-recognizer", help="run the embedded SpeechKit-compatible recognizer")
     p.add_argument("--host", default="127.0.0.1")

@@ -67,12 +67,13 @@ async def tail_events(
     token: str,
     call_id: str | None = None,
     types: Sequence[str] = (),
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,  # default: sys.stdout as it is at call time
     reconnects: int = 5,
     retry_s: float = 1.0,
 ) -> int:
     """Print the stream until it closes for good (with ``call_id``: until that call ended).
     Returns the number of events printed."""
+    out = out or sys.stdout
     last_seq: dict[str, int] = {}
     printed = 0
     attempts = 0
@@ -109,3 +110,41 @@ async def tail_events(
         if attempts > reconnects:
             return printed
         await asyncio.sleep(retry_s)
+
+
+SIM_TAG = "simulator_tag"  # the custom parameter that tells the simulated call apart
+
+
+async def follow_tagged_call(
+    url: str,
+    *,
+    token: str,
+    tag: str,
+    out: TextIO | None = None,  # default: sys.stdout as it is at call time
+    subscribed: asyncio.Event | None = None,
+) -> int:
+    """Print the events of the one call whose ``call_started`` carries custom parameter
+    ``simulator_tag=<tag>`` (``ivr-bridge simulate --events-url``), until its call_ended.
+    Subscribe before the call starts. Returns the number of events printed."""
+    out = out or sys.stdout
+    printed = 0
+    call_id: str | None = None
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        if subscribed is not None:
+            subscribed.set()
+        async for raw in ws:
+            doc = json.loads(raw)
+            if "op" in doc:
+                continue
+            data = doc["data"]
+            if call_id is None and data.get("custom_parameters", {}).get(SIM_TAG) == tag:
+                call_id = doc["call_id"]  # its call_started: the first event of the call
+            if doc["call_id"] != call_id:
+                continue
+            print(format_message(doc, with_call=False), file=out, flush=True)
+            printed += 1
+            if doc["type"] == "call_ended":
+                break
+    return printed

@@ -7,6 +7,8 @@ import asyncio
 import base64
 import io
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from ivr_bridge.app import BridgeApp
+from ivr_bridge.audio.wav import pcm16_wav_bytes
+from ivr_bridge.cli import _simulate, build_parser
 from ivr_bridge.events_client import TailRefused, tail_events
 from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.simulate import simulate_pcm
@@ -183,3 +187,21 @@ async def test_ivr_bridge_events_tails_one_call_readably(tone_bridge: StartBridg
     assert "call_ended" in lines[-1]
     with pytest.raises(TailRefused, match="401"):
         await tail_events(ws_url, token="wrong", out=out)
+
+
+async def test_the_simulator_prints_the_events_of_the_call_it_plays(
+    tone_bridge: StartBridge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = await tone_bridge()
+    wav = tmp_path / "caller.wav"
+    wav.write_bytes(pcm16_wav_bytes(synthesize_script(UTTERANCES), 8000))
+    args = build_parser().parse_args(
+        ["simulate", "--url", app.url("/twilio"), "--fast", str(wav),
+         "--events-url", events_url(app), "--events-token", READ_TOKEN]
+    )  # fmt: skip
+    assert await _simulate(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    events = [line for line in lines if re.match(r"\d\d:\d\d\.\d{3} ", line)]  # not log lines
+    assert "call_started" in events[0] and "call_ended" in events[-1]
+    assert "'hello agent'" in "\n".join(events)
+    assert any(line.startswith("simulated Twilio call") for line in lines)

@@ -15,11 +15,11 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import structlog
 
+from ivr_bridge.audiosocket_server import AudioSocketServer
 from ivr_bridge.call import Call, CallOptions, MessageStream
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.commands import CommandError, parse_command
@@ -147,6 +147,7 @@ class BridgeApp:
         self.recognizer: SpeechKitV3Recognizer | None = None
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
+        self.audiosocket: AudioSocketServer | None = None  # server.audiosocket_port, if set
         self._credentials: Credentials | None = None
 
     @property
@@ -275,9 +276,37 @@ class BridgeApp:
             events_api=self.events_api,
         )
         try:
-            return await self.server.start()
+            port = await self.server.start()
         except OSError as exc:
             raise _listen_error(exc, "server", s.server.host, s.server.port) from None
+        await self._start_audiosocket(options)
+        return port
+
+    async def _start_audiosocket(self, options: CallOptions) -> None:
+        """Asterisk AudioSocket on its own TCP port, sharing the recognizer, bus and metrics."""
+        s = self.settings.server
+        if not s.audiosocket_port or self.server is None:
+            return
+        assert self.recognizer is not None and self.bus is not None
+        self.audiosocket = AudioSocketServer(
+            recognizer=self.recognizer,
+            bus=self.bus,
+            options=options,
+            host=s.audiosocket_host,
+            port=s.audiosocket_port,
+            allowed_addresses=s.audiosocket_allow,
+            max_calls=s.max_calls,
+            clock=self._clock,
+            metrics=self.server.metrics,
+        )
+        try:
+            await self.audiosocket.start()
+        except OSError as exc:
+            self.audiosocket = None
+            error = _listen_error(exc, "server", s.audiosocket_host, s.audiosocket_port)
+            key = error.key.replace("server.", "server.audiosocket_")
+            raise ConfigError(key, error.problem) from None
+        self.server.add_metrics_source(self.audiosocket.counters)
 
     # ---- calls: find, command, mount ----------------------------------------------------
 
@@ -367,18 +396,7 @@ class BridgeApp:
             dead_letter=dead_letter,
         )
         if ev.jsonl:
-            try:
-                bus.add_sink(JsonlSink(ev.jsonl))
-            except OSError as exc:
-                # mkdir of the parent says "File exists" when a parent is a plain file.
-                why = (
-                    "a parent path is not a directory"
-                    if isinstance(exc, FileExistsError | NotADirectoryError)
-                    else exc.strerror or type(exc).__name__
-                )
-                raise ConfigError(
-                    "events.jsonl", f"cannot append to {str(Path(ev.jsonl))!r}: {why}"
-                ) from None
+            bus.add_sink(JsonlSink(ev.jsonl))  # raises ConfigError naming the path
         if ev.stdout:
             bus.add_sink(ConsoleSink(include_partials=ev.include_partials))
         urls = [u for u in (ev.webhook, *ev.webhooks) if u]
@@ -423,6 +441,9 @@ class BridgeApp:
         return bus
 
     async def stop(self, drain_timeout_s: float = 0.0) -> None:
+        if self.audiosocket is not None:
+            await self.audiosocket.drain(drain_timeout_s)
+            self.audiosocket = None
         if self.server is not None:
             await self.server.drain(drain_timeout_s)
             self.server = None

@@ -12,6 +12,7 @@ import errno
 import inspect
 import signal
 import socket
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -35,8 +36,10 @@ from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
 from ivr_bridge.events_api import EventHub, EventsApi
 from ivr_bridge.handle import DialogOptions, Handler
+from ivr_bridge.health import RecognizerWatch, SinkWatch
 from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
+from ivr_bridge.overload import OverloadLimits
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.credentials import (
     ApiKeyCredentials,
@@ -46,6 +49,7 @@ from ivr_bridge.recognition.credentials import (
 from ivr_bridge.recognition.policy import PolicyConfig
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
 from ivr_bridge.server import BridgeServer
+from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +91,9 @@ def call_options_from(settings: Settings) -> CallOptions:
         buffer_s=settings.session.buffer_s,
         drain_timeout_s=settings.session.drain_timeout_s,
         media_inactivity_timeout_s=settings.server.media_inactivity_timeout_s,
+        start_timeout_s=settings.server.start_timeout_s,
+        message_rate_per_s=settings.server.message_rate_per_s,
+        message_burst=settings.server.message_burst,
     )
 
 
@@ -127,6 +134,8 @@ class BridgeApp:
         on_command: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
         handler: Handler | None = None,
         listen: bool = True,
+        listen_socket: socket.socket | None = None,
+        peers: WorkerPeers | None = None,
     ) -> None:
         self.settings = settings
         # Commands from NATS (play/mark/clear/hangup) for a call this bridge owns; by default
@@ -138,6 +147,9 @@ class BridgeApp:
         self._options: CallOptions | None = None
         self._mounted: dict[str, Call] = {}
         self.events_api: EventsApi | None = None
+        # One of several workers (workers.py): the shared socket and the siblings' snapshots.
+        self._listen_socket = listen_socket
+        self._peers = peers
         self._local_faults = local_faults
         self._clock = clock
         self._extra_sinks = list(sinks)
@@ -149,6 +161,8 @@ class BridgeApp:
         self.server: BridgeServer | None = None
         self.audiosocket: AudioSocketServer | None = None  # server.audiosocket_port, if set
         self._credentials: Credentials | None = None
+        self._recognizer_watch = RecognizerWatch(settings.server.ready_recognizer_grace_s)
+        self._sink_watch = SinkWatch()
 
     @property
     def port(self) -> int:
@@ -160,7 +174,24 @@ class BridgeApp:
         host = self.settings.server.host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        return f"ws://{host}:{self.port}{path}"
+        scheme = "wss" if self.settings.server.tls_cert else "ws"
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def health(self) -> tuple[dict[str, Any], bool]:
+        """Per component status for /healthz, and whether /readyz may say ready."""
+        now = self._clock.now()
+        components: dict[str, Any] = {}
+        if self.recognizer is not None:
+            self._recognizer_watch.observe(self.recognizer.connectivity(), now)
+            components["recognizer"] = self._recognizer_watch.report(now)
+        if self.bus is not None:
+            stats = self.bus.stats()
+            for name, own in self.bus.health().items():
+                st = stats[name]
+                components[f"sink:{name}"] = self._sink_watch.report(
+                    name, st.delivered, st.failed, own
+                )
+        return components, self._recognizer_watch.ready(now)
 
     async def start(self) -> int:
         """Start the recognizer, the sinks and the listener; returns the port calls connect to.
@@ -271,9 +302,19 @@ class BridgeApp:
             ping_timeout_s=s.server.ping_timeout_s,
             open_timeout_s=s.server.open_timeout_s,
             max_calls=s.server.max_calls,
+            overload=OverloadLimits(
+                max_calls=s.server.max_calls,
+                max_loop_lag_ms=s.server.max_loop_lag_ms,
+                max_cpu=s.server.max_cpu,
+            ),
             recognizer_label="embedded" if choice.embedded else endpoint,
+            sock=self._listen_socket,
+            peers=self._peers,
             clock=self._clock,
             events_api=self.events_api,
+            max_connections_per_ip=s.server.max_connections_per_ip,
+            tls=_tls_context(s.server.tls_cert, s.server.tls_key),
+            health_probe=self.health,
         )
         try:
             port = await self.server.start()
@@ -491,6 +532,19 @@ async def serve(handler: Handler, settings: Settings | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGTERM)
         await asyncio.shield(app.stop(settings.server.drain_timeout_s))
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """The listener's TLS context from PEM files, or None without them."""
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError("server.tls_cert", f"cannot load {cert!r} / {key!r}: {why}") from None
+    return context
 
 
 def _listen_error(exc: OSError, section: str, host: str, port: int) -> ConfigError:

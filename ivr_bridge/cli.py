@@ -8,17 +8,22 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+from collections.abc import Coroutine
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from ivr_bridge.config import Settings, load_settings
 from ivr_bridge.errors import ConfigError
 from ivr_bridge.logs import configure_logging
+
+if TYPE_CHECKING:
+    from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger("ivr_bridge.cli")
 
@@ -50,10 +55,44 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-async def _serve(settings: Settings) -> int:
+def _serve_all(settings: Settings) -> int:
+    """``serve``: one process, or ``server.workers`` of them on one port (workers.py)."""
+    from ivr_bridge.app import _listen_error
+    from ivr_bridge.workers import WorkerStartFailed, serve_workers, worker_count, worker_settings
+
+    workers = worker_count(settings.server.workers)
+    loop = settings.server.event_loop
+    if workers == 1:
+        return run_fast(_serve(settings), loop)
+    each = worker_settings(settings, workers)
+
+    def run_worker(sock: socket.socket, peers: WorkerPeers) -> int:
+        mine = each
+        if peers.index > 0:  # the AudioSocket listener (its own TCP port) runs in worker 0
+            mine = replace(each, server=replace(each.server, audiosocket_port=0))
+        try:
+            return run_fast(_serve(mine, listen_socket=sock, peers=peers), loop)
+        except StartupFailed as exc:
+            peers.report_failure(str(exc))
+            return 2
+
+    srv = settings.server
+    try:
+        return serve_workers(settings, workers, run_worker)
+    except OSError as exc:
+        raise StartupFailed(str(_listen_error(exc, "server", srv.host, srv.port))) from None
+    except WorkerStartFailed as exc:
+        raise StartupFailed(str(exc)) from None
+
+
+async def _serve(
+    settings: Settings,
+    listen_socket: socket.socket | None = None,
+    peers: WorkerPeers | None = None,
+) -> int:
     from ivr_bridge.app import BridgeApp
 
-    app = BridgeApp(settings)
+    app = BridgeApp(settings, listen_socket=listen_socket, peers=peers)
     try:
         await app.start()
     except ConfigError as exc:
@@ -171,6 +210,38 @@ async def _local_recognizer(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- loadtest -------------------------------------------------------------------------
+
+
+async def _loadtest(args: argparse.Namespace) -> int:
+    from ivr_bridge.loadtest import LoadTestOptions, run_loadtest
+    from ivr_bridge.simulate import ENCODERS
+
+    if args.dialect not in ENCODERS:
+        print(f"no simulator for dialect {args.dialect!r}: {sorted(ENCODERS)}", file=sys.stderr)
+        return 2
+    options = LoadTestOptions(
+        calls=args.calls,
+        duration_s=args.duration,
+        ramp_s=args.ramp,
+        dialect=args.dialect,
+        url=args.url or "",
+        bridge_pid=args.bridge_pid or 0,
+    )
+    live = sys.stderr.isatty() and not args.json
+
+    def progress(line: str) -> None:
+        # One line rewritten in place on a terminal; nothing when piped (the report suffices).
+        if live:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+
+    report = await run_loadtest(options, progress)
+    if live:
+        print(file=sys.stderr)
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.format())
+    return 0 if report.calls_failed == 0 else 1
+
+
 # ---- demo -----------------------------------------------------------------------------
 
 
@@ -254,7 +325,18 @@ def _counts(events: list[Any]) -> list[str]:
     return [f"{k} {v}" for k, v in counts.items()]
 
 
-# ---- entry point ----------------------------------------------------------------------
+# ---- entry point ---------------------------------------------------------------------
+
+
+def run_fast(main: Coroutine[Any, Any, int], event_loop: str = "uvloop") -> int:
+    """asyncio.run, on uvloop when asked for and installed (Linux/macOS)."""
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(main)
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,6 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="engine worker processes (default: one per core; 0: none)"
     )
 
+    p = sub.add_parser("loadtest", help="many concurrent simulated calls, measured")
+    p.add_argument("--dialect", default="twilio", help="platform to simulate (default twilio)")
+    p.add_argument("--calls", type=int, default=10)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per call")
+    p.add_argument("--ramp", type=float, default=2.0, help="seconds over which calls start")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--url", help="a running bridge (ws://HOST:PORT) instead of starting one")
+    p.add_argument("--bridge-pid", type=int, help="that bridge's pid, for its CPU and memory")
+
     p = sub.add_parser("demo", help="stream the bundled sample call through the bridge")
     p.add_argument("--fast", action="store_true")
     p.add_argument("--wav", help="another WAV file to play")
@@ -334,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             settings = _settings(args)
             configure_logging(settings.logging.level, settings.logging.format)
-            return asyncio.run(_serve(settings))
+            return _serve_all(settings)
         if args.command == "demo":
             configure_logging("warning", "console")
             return asyncio.run(_demo(args))
@@ -343,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging("info", "console")
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
+        if args.command == "loadtest":
+            return run_fast(_loadtest(args))
         return asyncio.run(_local_recognizer(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

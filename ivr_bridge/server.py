@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import socket
+import ssl
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from http import HTTPStatus
+from typing import Any
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -34,8 +38,11 @@ from ivr_bridge.dialects.registry import Route
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events_api import PATH as EVENTS_PATH
 from ivr_bridge.events_api import EventsApi
+from ivr_bridge.limits import AddressSlots, CloseFrame, RateLimitedLog, close_reason
 from ivr_bridge.metrics import Metrics
+from ivr_bridge.overload import AdmissionPolicy, LoadMonitor, OverloadLimits
 from ivr_bridge.recognition.base import Recognizer
+from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +52,17 @@ class _WebsocketStream:
 
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
+        self.end_reason: str | None = None  # set when the transport ended it (call.py reads it)
 
     async def recv(self) -> str | bytes | None:
         try:
             return await self._ws.recv()
-        except ConnectionClosed:
+        except ConnectionClosed as closed:
+            sent = CloseFrame(closed.sent.code, closed.sent.reason) if closed.sent else None
+            rcvd = CloseFrame(closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None
+            # Only a close our side sent first says what went wrong on the wire.
+            first = sent if sent is not None and not closed.rcvd_then_sent else None
+            self.end_reason = close_reason(first, rcvd)
             return None
 
     async def send(self, message: str | bytes) -> None:
@@ -108,8 +121,22 @@ class BridgeServer:
         clock: Clock = SYSTEM_CLOCK,
         public_url: str = "",
         events_api: EventsApi | None = None,
+        max_connections_per_ip: int = 0,
+        tls: ssl.SSLContext | None = None,
+        health_probe: Callable[[], tuple[dict[str, Any], bool]] | None = None,
+        overload: OverloadLimits | None = None,
+        sock: socket.socket | None = None,
+        peers: WorkerPeers | None = None,
     ) -> None:
         self._routes = dict(routes)
+        self._addresses = AddressSlots(max_connections_per_ip)
+        self._address_watch: set[asyncio.Task[None]] = set()
+        self._tls = tls
+        # (components for /healthz, ready?) from the app: recognizer reachability, sinks.
+        self._health_probe = health_probe
+        self._fd_log = RateLimitedLog(10.0)
+        self._previous_handler: Any = None
+        self._handler_installed = False
         self._events_api = events_api  # GET /events, when a token is configured
         self._public_url = public_url
         # The dialect a factory built in process_request, for the handler of that connection.
@@ -139,6 +166,13 @@ class BridgeServer:
         self.calls_total = 0
         self.calls_rejected = 0
         self.metrics = Metrics()
+        limits = overload or OverloadLimits(max_calls=max_calls, max_loop_lag_ms=0.0)
+        self.admission = AdmissionPolicy(limits)
+        self._monitor = LoadMonitor(self.admission)
+        # One worker of several (workers.py): accept on the shared socket, answer health and
+        # metrics for the whole service.
+        self._sock = sock
+        self._peers = peers
         self._metrics_sources: list[Callable[[], Mapping[str, int]]] = []
 
     def add_metrics_source(self, source: Callable[[], Mapping[str, int]]) -> None:
@@ -157,10 +191,16 @@ class BridgeServer:
         return len(self._calls)
 
     async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
+        self._handler_installed = True
+        where: dict[str, Any] = (
+            {"sock": self._sock} if self._sock else {"host": self._host, "port": self._port}
+        )
         self._server = await serve(
             self._handle,
-            self._host,
-            self._port,
+            **where,
             process_request=self._process_request,
             select_subprotocol=self._select_subprotocol,
             max_size=self._max_size,
@@ -171,7 +211,11 @@ class BridgeServer:
             ping_timeout=self._ping_timeout,
             open_timeout=self._open_timeout,
             close_timeout=5,
+            ssl=self._tls,
         )
+        self._monitor.start()
+        if self._peers is not None:
+            self._peers.start(lambda: (self._health(), self._metrics_text()))
         log.info(
             "bridge_listening",
             host=self._host,
@@ -183,6 +227,25 @@ class BridgeServer:
                 log.info("dialect_unauthenticated", dialect=route.name, path=route.path)
         return self.port
 
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of file descriptors, asyncio's accept() reports every failure with a traceback;
+        say it once per 10 s instead (pending connections wait in the backlog meanwhile)."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            self.metrics.connection_refused("fd_limit")
+            if self._fd_log.should_log(self._clock.now()):
+                log.error(
+                    "fd_limit_reached",
+                    error=errno.errorcode.get(exc.errno or 0, "?"),
+                    suppressed=self._fd_log.take_suppressed(),
+                    active_calls=len(self._calls),
+                )
+            return
+        if self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
     # ---- HTTP side: health and routing before the upgrade ------------------------------
 
     def _json(self, status: HTTPStatus, body: dict[str, object]) -> Response:
@@ -191,6 +254,34 @@ class BridgeServer:
             [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
         )
         return Response(status.value, status.phrase, headers, data)
+
+    def _health(self) -> dict[str, Any]:
+        components, _ = self._health_probe() if self._health_probe else ({}, True)
+        degraded = any(c.get("status") != "ok" for c in components.values())
+        return {
+            "status": "degraded" if degraded else "ok",
+            "version": __version__,
+            "active_calls": len(self._calls),
+            "calls_total": self.calls_total,
+            "recognizer": self._recognizer_label,
+            "draining": self._draining,
+            "components": components,
+        }
+
+    def _metrics_text(self) -> str:
+        return self.metrics.render(
+            {
+                "active_calls": len(self._calls),
+                "calls_rejected": self.calls_rejected,
+                "draining": float(self._draining),
+                "events_published": self._bus.published,
+                "event_loop_lag_ms": self.admission.loop_lag_ms,
+                "process_cpu": self.admission.cpu,
+                **{k: v for source in self._metrics_sources for k, v in source().items()},
+            },
+            {name: asdict(st) for name, st in self._bus.stats().items()},
+            factories=self._factory_counters(),
+        )
 
     async def _process_request(
         self, connection: ServerConnection, request: Request
@@ -217,45 +308,62 @@ class BridgeServer:
     def _route_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in ("/healthz", "/livez"):
-            return self._json(
-                HTTPStatus.OK,
-                {
-                    "status": "ok",
-                    "version": __version__,
-                    "active_calls": len(self._calls),
-                    "calls_total": self.calls_total,
-                    "recognizer": self._recognizer_label,
-                    "draining": self._draining,
-                },
-            )
+            body = self._health()
+            if self._peers is not None:
+                body = self._peers.health(body)
+            # Liveness stays 200: a restart cures neither an outage nor a full disk.
+            return self._json(HTTPStatus.OK, body)
         if path == "/metrics":
-            body = self.metrics.render(
-                {
-                    "active_calls": len(self._calls),
-                    "calls_rejected": self.calls_rejected,
-                    "draining": float(self._draining),
-                    "events_published": self._bus.published,
-                    **{k: v for source in self._metrics_sources for k, v in source().items()},
-                },
-                {name: asdict(st) for name, st in self._bus.stats().items()},
-                factories=self._factory_counters(),
-            ).encode()
+            text = self._metrics_text()
+            if self._peers is not None:
+                text = self._peers.metrics(text)
+            data = text.encode()
             headers = Headers(
-                [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]
+                [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(data)))]
             )
-            return Response(200, "OK", headers, body)
+            return Response(200, "OK", headers, data)
         if path == EVENTS_PATH and self._events_api is not None:
             return self._events_api.accept(connection, request)
         if path == "/readyz":
-            status = HTTPStatus.SERVICE_UNAVAILABLE if self._draining else HTTPStatus.OK
-            return self._json(status, {"ready": not self._draining})
+            _, recognizer_ok = self._health_probe() if self._health_probe else ({}, True)
+            ready = recognizer_ok and not self._draining
+            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+            why = "draining" if self._draining else "" if ready else "recognizer unreachable"
+            return self._json(status, {"ready": ready, **({"why": why} if why else {})})
         route = self._routes.get(path.rstrip("/"))
         if route is None:
             return self._json(HTTPStatus.NOT_FOUND, {"error": "unknown path"})
-        if self._draining or len(self._calls) >= self._max_calls:
+        if self._draining:
             self.calls_rejected += 1
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not accepting calls"})
-        return self._open_dialect(connection, request, route)
+        refusal = self.admission.check(len(self._calls))
+        if refusal is not None:
+            # Overloaded: refuse this call so the ones in progress stay real time.
+            self.calls_rejected += 1
+            log.warning("call_refused", reason=refusal.reason, detail=refusal.detail)
+            busy = self._json(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"error": "overloaded", "reason": refusal.reason, "detail": refusal.detail},
+            )
+            busy.headers["Retry-After"] = "1"
+            return busy
+        address = str(connection.remote_address[0]) if connection.remote_address else ""
+        if not self._addresses.acquire(address):
+            self.metrics.connection_refused("per_address_cap")
+            log.warning("connection_refused", reason="per_address_cap", remote=address)
+            return self._json(HTTPStatus.TOO_MANY_REQUESTS, {"error": "too many connections"})
+        response = self._open_dialect(connection, request, route)
+        # The slot is held until the TCP connection is gone, however the websocket ends.
+        task = asyncio.create_task(self._release_address(connection, address))
+        self._address_watch.add(task)
+        task.add_done_callback(self._address_watch.discard)
+        return response
+
+    async def _release_address(self, connection: ServerConnection, address: str) -> None:
+        try:
+            await connection.wait_closed()
+        finally:
+            self._addresses.release(address)
 
     def _factory_counters(self) -> dict[str, Mapping[str, int]]:
         """Each dialect factory's own counters (AudioHook: signature checks, replays...)."""
@@ -352,7 +460,15 @@ class BridgeServer:
         await self.stop()
 
     async def stop(self) -> None:
+        await self._monitor.stop()
+        if self._peers is not None:
+            await self._peers.stop()
         if self._server is not None:
             self._server.close(close_connections=True, code=1001, reason="bridge shutting down")
             await self._server.wait_closed()
             self._server = None
+        if self._address_watch:
+            await asyncio.gather(*self._address_watch, return_exceptions=True)
+        if self._handler_installed:
+            self._handler_installed = False
+            asyncio.get_running_loop().set_exception_handler(self._previous_handler)

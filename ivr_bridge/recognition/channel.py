@@ -403,6 +403,8 @@ class RecognitionChannel:
             return False
         self.ledger.note_sent(piece)
         self.ledger.hold(piece.end)
+        # Final audio is never replayed: keep a second before it for a quiet seam search.
+        self.ledger.release(self._transcript.final_offset - self.sample_rate)
         self._cursor = piece.end
         session.sent_until = piece.end
         self._transcript.audio_sent(session.index, piece.end)

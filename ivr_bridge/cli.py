@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -132,6 +133,24 @@ async def _simulate(args: argparse.Namespace) -> int:
         return 2
 
     params = dict(item.split("=", 1) for item in args.param or [])
+    follower: asyncio.Task[int] | None = None
+    if args.events_url:
+        # Print the bridge's events for this call as they happen (GET /events).
+        import uuid
+
+        from ivr_bridge.events_client import SIM_TAG, follow_tagged_call
+
+        token = args.events_token or os.environ.get("IVR_BRIDGE_EVENTS_TOKEN", "")
+        params[SIM_TAG] = uuid.uuid4().hex[:12]
+        subscribed = asyncio.Event()
+        follower = asyncio.create_task(
+            follow_tagged_call(
+                args.events_url, token=token, tag=params[SIM_TAG], subscribed=subscribed
+            )
+        )
+        waiter = asyncio.create_task(subscribed.wait())
+        await asyncio.wait([follower, waiter], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
     secrets = {
         key: value
         for key, value in (
@@ -160,6 +179,11 @@ async def _simulate(args: argparse.Namespace) -> int:
         auth=ClientAuth(args.auth, secrets),
         encoder_options=options,
     )
+    if follower is not None:
+        try:
+            await asyncio.wait_for(follower, 30)
+        except Exception as exc:  # the events are extra: the report still prints
+            print(f"events: not followed ({_one_line(exc)})", file=sys.stderr)
     print(report.format_report())
     return 0
 
@@ -348,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=float, help="for this many seconds")
     p.add_argument("--tracks", choices=("inbound", "both"), default="inbound")
     p.add_argument("--param", action="append", help="custom parameter NAME=VALUE")
+    p.add_argument("--events-url", help="also print this call's events: ws://HOST:PORT/events")
+    p.add_argument("--events-token", help="its token (default: IVR_BRIDGE_EVENTS_TOKEN)")
 
     p = sub.add_parser("local-recognizer", help="run the embedded SpeechKit-compatible recognizer")
     p.add_argument("--host", default="127.0.0.1")
@@ -372,6 +398,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wav", help="another WAV file to play")
     p.add_argument("--no-partials", action="store_true")
 
+    p = sub.add_parser("events", help="tail a bridge's live events (GET /events)")
+    p.add_argument("--url", required=True, help="ws://HOST:PORT/events")
+    p.add_argument("--call", help="only this call_id (exits after its call_ended)")
+    p.add_argument("--types", default="", help="comma-separated event types (default: all)")
+    p.add_argument(
+        "--token",
+        help="bearer token (events.api_token or api_read_token); default: the "
+        "IVR_BRIDGE_EVENTS_TOKEN environment variable",
+    )
+
     p = sub.add_parser("check-config", help="validate a config file and print it (secrets hidden)")
     p.add_argument("--config")
     return parser
@@ -393,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             configure_logging("warning", "console")
             return asyncio.run(_demo(args))
+        if args.command == "events":
+            return asyncio.run(_events(args))
         configure_logging("info", "console")
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
@@ -407,6 +445,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+async def _events(args: argparse.Namespace) -> int:
+    from ivr_bridge.events_client import TailRefused, tail_events
+
+    token = args.token or os.environ.get("IVR_BRIDGE_EVENTS_TOKEN", "")
+    if not token:
+        print("events: give --token or set IVR_BRIDGE_EVENTS_TOKEN", file=sys.stderr)
+        return 2
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    try:
+        await tail_events(args.url, token=token, call_id=args.call, types=types)
+    except TailRefused as exc:
+        print(f"events: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _check_engine(settings: Settings) -> None:

@@ -145,6 +145,21 @@ class EventSettings:
     nats_max_age_s: float = 86400.0
     nats_max_in_flight: int = 64
     nats_retry_total_s: float = 60.0
+    # GET /events (the live event stream and its commands); off while no token is set.
+    api_token: str = field(default="", repr=False)  # subscribe and send commands
+    api_read_token: str = field(default="", repr=False)  # subscribe only
+    api_ring_size: int = 500  # events kept per call for resuming after a reconnect
+    api_ring_keep_s: float = 300.0  # how long a call's ring outlives its hang-up
+    api_subscriber_queue: int = 1000  # per connection; beyond, the oldest go (counted)
+
+
+@dataclass(frozen=True, slots=True)
+class DialogSettings:
+    """The in-process dialog handler (``ivr_bridge.serve(handler, settings)``)."""
+
+    barge_in: bool = False  # caller speech over a prompt clears playback (barge_in event)
+    queue_size: int = 256  # events buffered per call for the handler; oldest dropped beyond
+    finish_timeout_s: float = 5.0  # after call_ended, then a still-running handler is cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +177,7 @@ class Settings:
     events: EventSettings = EventSettings()
     logging: LoggingSettings = LoggingSettings()
     dialects: Mapping[str, DialectSettings] = field(default_factory=dict)
+    dialog: DialogSettings = DialogSettings()
 
     def __post_init__(self) -> None:
         # Settings built in code (tests, the demo, embedders) get the same checks as a file.
@@ -241,6 +257,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "session": SessionSettings,
     "events": EventSettings,
     "logging": LoggingSettings,
+    "dialog": DialogSettings,
 }
 
 
@@ -361,6 +378,7 @@ def validate(s: Settings) -> None:
     _check(bool(s.embedded.engine.strip()), "embedded.engine", "must not be empty")
     _validate_session(s.session)
     _validate_events(s.events)
+    _validate_dialog(s.dialog)
     _check(
         s.logging.level.lower() in {"debug", "info", "warning", "error"},
         "logging.level",
@@ -493,7 +511,25 @@ def _validate_session(ss: SessionSettings) -> None:
     )
 
 
+def _validate_dialog(dl: DialogSettings) -> None:
+    _check(1 <= dl.queue_size <= 100_000, "dialog.queue_size", "must be 1..100000")
+    _positive(dl.finish_timeout_s, "dialog.finish_timeout_s", 3600)
+
+
+def _validate_events_api(ev: EventSettings) -> None:
+    _check(1 <= ev.api_ring_size <= 100_000, "events.api_ring_size", "must be 1..100000")
+    _check(0 <= ev.api_ring_keep_s <= 86_400, "events.api_ring_keep_s", "must be 0..86400 s")
+    _check(
+        10 <= ev.api_subscriber_queue <= 1_000_000,
+        "events.api_subscriber_queue",
+        "must be 10..1000000",
+    )
+    if ev.api_token and ev.api_token == ev.api_read_token:
+        raise ConfigError("events.api_read_token", "must differ from events.api_token")
+
+
 def _validate_events(ev: EventSettings) -> None:
+    _validate_events_api(ev)
     _check(10 <= ev.queue_size <= 1_000_000, "events.queue_size", "must be 10..1000000")
     if ev.webhook and not ev.webhook.startswith(("http://", "https://")):
         raise ConfigError("events.webhook", "must be an http(s) URL")

@@ -36,6 +36,8 @@ from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.dialects.base import Dialect, UpgradeRefused, UpgradeRequest
 from ivr_bridge.dialects.registry import Route
 from ivr_bridge.events.bus import EventBus
+from ivr_bridge.events_api import PATH as EVENTS_PATH
+from ivr_bridge.events_api import EventsApi
 from ivr_bridge.limits import AddressSlots, CloseFrame, RateLimitedLog, close_reason
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.overload import AdmissionPolicy, LoadMonitor, OverloadLimits
@@ -118,6 +120,7 @@ class BridgeServer:
         recognizer_label: str = "",
         clock: Clock = SYSTEM_CLOCK,
         public_url: str = "",
+        events_api: EventsApi | None = None,
         max_connections_per_ip: int = 0,
         tls: ssl.SSLContext | None = None,
         health_probe: Callable[[], tuple[dict[str, Any], bool]] | None = None,
@@ -134,6 +137,7 @@ class BridgeServer:
         self._fd_log = RateLimitedLog(10.0)
         self._previous_handler: Any = None
         self._handler_installed = False
+        self._events_api = events_api  # GET /events, when a token is configured
         self._public_url = public_url
         # The dialect a factory built in process_request, for the handler of that connection.
         self._accepted: weakref.WeakKeyDictionary[ServerConnection, tuple[Route, Dialect]] = (
@@ -318,6 +322,8 @@ class BridgeServer:
                 [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(data)))]
             )
             return Response(200, "OK", headers, data)
+        if path == EVENTS_PATH and self._events_api is not None:
+            return self._events_api.accept(connection, request)
         if path == "/readyz":
             _, recognizer_ok = self._health_probe() if self._health_probe else ({}, True)
             ready = recognizer_ok and not self._draining
@@ -405,7 +411,14 @@ class BridgeServer:
 
     # ---- one websocket = one call -------------------------------------------------------
 
+    def find_call(self, call_id: str) -> Call | None:
+        """The live call with this id, if this bridge owns it (commands are routed here)."""
+        return next((call for call in self._calls if call.call_id == call_id), None)
+
     async def _handle(self, ws: ServerConnection) -> None:
+        if self._events_api is not None and self._events_api.owns(ws):
+            await self._events_api.serve(ws)
+            return
         accepted = self._accepted.pop(ws, None)
         if accepted is None:  # process_request refused or never ran: nothing to serve
             await ws.close(1008, "unknown path")

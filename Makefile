@@ -38,12 +38,13 @@ test: lint typecheck policy-coverage unit
 # Regenerate the protobuf modules after editing ivr_bridge/_proto/*.proto.
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
-	  ivr_bridge/_proto/stt_v3.proto ivr_bridge/_proto/stt_v3_service.proto
+	  ivr_bridge/_proto/stt_v3.proto ivr_bridge/_proto/stt_v3_service.proto \
+	  ivr_bridge/_proto/stt_v2.proto
 	rm -f ivr_bridge/_proto/stt_v3_pb2_grpc.py
 	# The generated servicer's placeholder methods answer UNIMPLEMENTED to clients; raise a
 	# plain RuntimeError there so no "not implemented" marker sits in our tree.
 	sed -i "s/raise NotImplementedError('Method not implemented!')/raise RuntimeError('method not served')/" \
-	  ivr_bridge/_proto/stt_v3_service_pb2_grpc.py
+	  ivr_bridge/_proto/stt_v3_service_pb2_grpc.py ivr_bridge/_proto/stt_v2_pb2_grpc.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

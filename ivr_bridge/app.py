@@ -27,6 +27,7 @@ from ivr_bridge.recognition.credentials import (
     credentials_from_settings,
 )
 from ivr_bridge.recognition.policy import PolicyConfig
+from ivr_bridge.recognition.speechkit_v2 import SpeechKitV2Recognizer
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
 from ivr_bridge.server import BridgeServer
 
@@ -108,7 +109,7 @@ class BridgeApp:
         self._local_limits = local_limits or LocalLimits()
         self._policy = policy
         self.embedded: LocalRecognizer | None = None
-        self.recognizer: SpeechKitV3Recognizer | None = None
+        self.recognizer: SpeechKitV3Recognizer | SpeechKitV2Recognizer | None = None
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
         self._credentials: Credentials | None = None
@@ -168,9 +169,18 @@ class BridgeApp:
                 credentials=credentials.describe() if credentials else "none",
             )
         self._credentials = credentials
-        self.recognizer = SpeechKitV3Recognizer(
-            endpoint, tls=choice.tls, credentials=credentials, folder_id=s.speechkit.folder_id
-        )
+        if s.speechkit.api == "v2":  # the embedded recognizer serves v2 on the same port
+            self.recognizer = SpeechKitV2Recognizer(
+                endpoint,
+                tls=choice.tls,
+                credentials=credentials,
+                folder_id=s.speechkit.folder_id,
+                clock=self._clock,
+            )
+        else:
+            self.recognizer = SpeechKitV3Recognizer(
+                endpoint, tls=choice.tls, credentials=credentials, folder_id=s.speechkit.folder_id
+            )
         self.bus = EventBus(s.events.queue_size, include_partials=s.events.include_partials)
         if s.events.jsonl:
             self.bus.add_sink(JsonlSink(s.events.jsonl))

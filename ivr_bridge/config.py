@@ -216,8 +216,12 @@ def validate(s: Settings) -> None:
         raise ConfigError("server.port", "must be 0..65535")
     if s.server.max_message_bytes < 1024:
         raise ConfigError("server.max_message_bytes", "must be at least 1024")
-    if s.speechkit.api not in {"v3"}:
-        raise ConfigError("speechkit.api", "supported: v3")
+    if s.speechkit.api not in {"v2", "v3"}:
+        raise ConfigError("speechkit.api", "supported: v2, v3")
+    if s.speechkit.api == "v2" and (
+        len(s.speechkit.languages) != 1 or s.speechkit.languages[0] == "auto"
+    ):
+        raise ConfigError("speechkit.languages", "API v2 takes exactly one language, not auto")
     secrets = [
         k for k in ("api_key", "iam_token", "service_account_key_file") if getattr(s.speechkit, k)
     ]

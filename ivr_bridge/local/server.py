@@ -645,6 +645,11 @@ class LocalRecognizer:
         )
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         _add_servicer(_Servicer(self), server)
+        # SpeechKit's other APIs (v2 streaming, asynchronous recognition) live in their own
+        # modules, which import this one: hence the late import.
+        from ivr_bridge.local.services import add_other_services
+
+        add_other_services(self, server)
         host = self.config.host
         bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         try:

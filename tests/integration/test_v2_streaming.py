@@ -13,6 +13,7 @@ from typing import Any
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge.clock import ScaledClock
 from ivr_bridge.config import SpeechKitSettings
+from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import LocalLimits
 from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.recognition.policy import PolicyConfig
@@ -76,3 +77,21 @@ async def test_v2_hold_is_kept_alive_with_zero_pcm(bridge: Any) -> None:
     assert ended["channels"]["caller"]["stalls"] == 0
     assert finals_text(got, call_id) == [" ".join(u) for u in utterances]
     assert app.embedded is not None and app.embedded.stats.ended == {"OK": 1}
+
+
+async def test_v2_server_that_goes_mute_during_speech_is_a_stall(bridge: Any) -> None:
+    """Self-reported liveness covers silence only: a mute server during speech is detected."""
+    clock = ScaledClock(speed=20)
+    utterances = script(20)
+    app, got = await bridge(
+        clock=clock,
+        settings=v2_settings(),
+        faults=FaultPlan(stall_after_ms=15_000, sessions=frozenset({1})),
+    )
+    await simulate_pcm(app.url(), synthesize_script(utterances), clock=clock, close_timeout_s=600)
+    await got.wait_ended(1, timeout=60)
+    (call_id,) = got.calls()
+    assert finals_text(got, call_id) == [" ".join(u) for u in utterances]
+    ended = got.of(call_id, "call_ended")[0].data
+    assert ended["channels"]["caller"]["stalls"] == 1
+    assert ended["sessions_opened"] == 2

@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file and print it (secrets hidden)")
     p.add_argument("--config")
+
+    from ivr_bridge.transcribe.cli import add_parser as add_transcribe
+
+    add_transcribe(sub)
     return parser
 
 
@@ -224,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             configure_logging("warning", "console")
             return asyncio.run(_demo(args))
+        if args.command == "transcribe":
+            from ivr_bridge.transcribe.cli import run as run_transcribe
+
+            configure_logging("warning", "console")
+            return run_transcribe(args)
         configure_logging("info", "console")
         if args.command == "simulate":
             return asyncio.run(_simulate(args))

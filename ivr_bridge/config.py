@@ -100,6 +100,29 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Object Storage (S3 API) for files that asynchronous recognition reads by URI."""
+
+    endpoint: str = "https://storage.yandexcloud.net"
+    region: str = "ru-central1"
+    bucket: str = ""  # empty: no uploads (v3 sends files inline; v2 cannot run)
+    prefix: str = "ivr-bridge/"
+    access_key_id: str = field(default="", repr=False)
+    secret_access_key: str = field(default="", repr=False)
+    presign_ttl_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    """Per-call WAV recordings and their post-call transcript (off by default)."""
+
+    enabled: bool = False
+    directory: str = "recordings"
+    transcribe: bool = True  # run asynchronous recognition after hang-up
+    api: str = "v3"  # "v3" | "v2" (v2 needs [storage])
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     speechkit: SpeechKitSettings = SpeechKitSettings()
@@ -107,6 +130,8 @@ class Settings:
     session: SessionSettings = SessionSettings()
     events: EventSettings = EventSettings()
     logging: LoggingSettings = LoggingSettings()
+    storage: StorageSettings = StorageSettings()
+    recording: RecordingSettings = RecordingSettings()
 
 
 _T = TypeVar("_T")
@@ -182,6 +207,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "session": SessionSettings,
     "events": EventSettings,
     "logging": LoggingSettings,
+    "storage": StorageSettings,
+    "recording": RecordingSettings,
 }
 
 
@@ -222,6 +249,12 @@ def validate(s: Settings) -> None:
         len(s.speechkit.languages) != 1 or s.speechkit.languages[0] == "auto"
     ):
         raise ConfigError("speechkit.languages", "API v2 takes exactly one language, not auto")
+    if s.recording.api not in {"v2", "v3"}:
+        raise ConfigError("recording.api", "supported: v2, v3")
+    if s.recording.api == "v2" and s.recording.transcribe and not s.storage.bucket:
+        raise ConfigError(
+            "recording.api", "v2 recognizes files in Object Storage: set storage.bucket"
+        )
     secrets = [
         k for k in ("api_key", "iam_token", "service_account_key_file") if getattr(s.speechkit, k)
     ]

@@ -643,7 +643,10 @@ class LocalRecognizer:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="local-asr"
         )
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            # RecognizeFile carries up to 60 MB of inline audio (base64-free in gRPC).
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 61 << 20)]
+        )
         _add_servicer(_Servicer(self), server)
         # SpeechKit's other APIs (v2 streaming, asynchronous recognition) live in their own
         # modules, which import this one: hence the late import.

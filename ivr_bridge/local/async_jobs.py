@@ -156,7 +156,7 @@ class AsyncJobs:
         self._jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._requests: deque[float] = deque()
-        self._requests_per_hour = requests_per_hour
+        self.requests_per_hour = requests_per_hour  # the documented default quota
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -164,8 +164,8 @@ class AsyncJobs:
         now = self._owner.clock.now()
         while self._requests and now - self._requests[0] >= 3600:
             self._requests.popleft()
-        if len(self._requests) >= self._requests_per_hour:
-            raise SessionError("RESOURCE_EXHAUSTED", MSG_QUOTA.format(n=self._requests_per_hour))
+        if len(self._requests) >= self.requests_per_hour:
+            raise SessionError("RESOURCE_EXHAUSTED", MSG_QUOTA.format(n=self.requests_per_hour))
         self._requests.append(now)
 
     def submit(

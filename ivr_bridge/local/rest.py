@@ -178,6 +178,7 @@ class LocalRestServer:
         return self._json(self._jobs.operation(job, DESCRIPTION))
 
     @staticmethod
-    def _json(message: Any) -> dict[str, Any]:
-        out: dict[str, Any] = json_format.MessageToDict(message)
+    def _json(operation: Any) -> dict[str, Any]:
+        out: dict[str, Any] = json_format.MessageToDict(operation)
+        out["done"] = bool(operation.done)  # proto3 JSON drops false; the docs show it
         return out

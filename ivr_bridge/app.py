@@ -29,6 +29,7 @@ from ivr_bridge.recognition.credentials import (
 from ivr_bridge.recognition.policy import PolicyConfig
 from ivr_bridge.recognition.speechkit_v2 import SpeechKitV2Recognizer
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
+from ivr_bridge.recording import Recordings, build_recordings
 from ivr_bridge.server import BridgeServer
 
 log = structlog.get_logger(__name__)
@@ -113,6 +114,7 @@ class BridgeApp:
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
         self._credentials: Credentials | None = None
+        self.recordings: Recordings | None = None
 
     @property
     def port(self) -> int:
@@ -199,6 +201,15 @@ class BridgeApp:
         options = call_options_from(s)
         if self._policy is not None:
             options = replace(options, policy=self._policy)
+        self.recordings = await build_recordings(  # [recording] (off by default)
+            s,
+            clock=self._clock,
+            embedded=self.embedded,
+            endpoint=endpoint,
+            tls=choice.tls,
+            credentials=credentials,
+        )
+        options = replace(options, recording=self.recordings)
         self.server = BridgeServer(
             recognizer=self.recognizer,
             bus=self.bus,
@@ -219,6 +230,9 @@ class BridgeApp:
         if self.server is not None:
             await self.server.drain(drain_timeout_s)
             self.server = None
+        if self.recordings is not None:  # transcripts in flight still publish on the bus
+            await self.recordings.aclose()
+            self.recordings = None
         if self.bus is not None:
             await self.bus.aclose()
             self.bus = None

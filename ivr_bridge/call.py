@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -32,6 +32,9 @@ from ivr_bridge.model import (
 from ivr_bridge.recognition.base import Recognizer, SessionConfig
 from ivr_bridge.recognition.channel import EmitFn, RecognitionChannel
 from ivr_bridge.recognition.policy import PolicyConfig
+
+if TYPE_CHECKING:
+    from ivr_bridge.recording import CallRecorder, Recordings
 
 logger = structlog.get_logger(__name__)
 
@@ -56,6 +59,7 @@ class CallOptions:
     buffer_s: float = 60.0
     drain_timeout_s: float = 5.0
     media_inactivity_timeout_s: float = 0.0
+    recording: Recordings | None = None  # [recording] enabled: a WAV per call (recording.py)
 
 
 class Call:
@@ -89,6 +93,7 @@ class Call:
         self._dtmf = 0
         self._stop_requested = False
         self._reader: asyncio.Task[Any] | None = None
+        self._recorder: CallRecorder | None = None
         self.end_reason = ""
 
     # ---- public ---------------------------------------------------------------------
@@ -167,6 +172,8 @@ class Call:
             channel = self._channels.get(event.channel)
             if channel is not None:
                 channel.push_audio(event.pcm)
+                if self._recorder is not None:
+                    self._recorder.on_audio(event.channel, event.pcm, channel.ledger.end)
         elif isinstance(event, CallStarted):
             self._start(event)
         elif isinstance(event, Dtmf):
@@ -231,6 +238,9 @@ class Call:
             self._tasks.append(
                 asyncio.create_task(self._run_channel(channel), name=f"{self.call_id}-{info.name}")
             )
+        if opts.recording is not None:
+            names = [info.name for info in started.channels]
+            self._recorder = opts.recording.start_call(self.call_id, names, started.sample_rate)
 
     async def _run_channel(self, channel: RecognitionChannel) -> None:
         try:
@@ -317,6 +327,9 @@ class Call:
             sessions=total("sessions_opened"),
             errors=total("errors"),
         )
+        if self._recorder is not None and self._options.recording is not None:
+            ends = {name: ch.ledger.end for name, ch in self._channels.items()}
+            await self._options.recording.finish_call(self._recorder, ends, duration_ms, self._emit)
 
 
 class _StopReading(Exception):

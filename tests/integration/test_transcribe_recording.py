@@ -80,3 +80,39 @@ async def test_recorded_call_gets_a_transcript_matching_its_finals(
     file_times = [w["start_ms"] for p in caller["phrases"] for w in p["words"]]
     assert all(abs(a - b) <= 40 for a, b in zip(stream_times, file_times, strict=True))
     assert not list((tmp_path / "rec").glob(".*.raw"))  # the per-channel parts are gone
+
+
+async def test_recording_is_finished_when_the_pbx_breaks_the_protocol(
+    bridge: Any, tmp_path: Path
+) -> None:
+    """A call cut by a protocol error still leaves a complete recording."""
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from ivr_bridge.audio.codecs import pcm16_to_ulaw
+    from ivr_bridge.dialects.twilio import TwilioStreamEncoder
+
+    settings = replace(
+        local_settings("tones"),
+        recording=RecordingSettings(
+            enabled=True, directory=str(tmp_path / "rec"), transcribe=False
+        ),
+    )
+    app, got = await bridge(settings=settings)
+    pcm = synthesize_script(script(1))
+    enc = TwilioStreamEncoder()
+    async with connect(app.url(), compression=None) as ws:
+        await ws.send(enc.connected())
+        await ws.send(enc.start())
+        for frame in enc.media_frames(pcm16_to_ulaw(pcm)):
+            await ws.send(frame)
+        await ws.send(json.dumps({"event": "media", "media": "not an object"}))
+        await ws.wait_closed()
+    await got.wait_ended(1, timeout=30)
+    ready = await wait_for(got, "recording_ready")
+    ended = got.of(ready.call_id, "call_ended")[0]
+    assert ended.data["reason"] == "protocol_error"
+    info = soundfile.info(ready.data["recording"]["path"])
+    assert info.channels == 1
+    assert info.frames >= len(pcm) // 2  # every frame the PBX sent before the error

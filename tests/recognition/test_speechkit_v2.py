@@ -121,3 +121,18 @@ def test_loudness_since_last_response_decides_liveness() -> None:
     eou_only = pb.SpeechRecognitionChunk(end_of_utterance=True)
     (e,) = cur.convert(response(eou_only))
     assert isinstance(e, EndOfUtterance)
+
+
+def test_config_accepts_v2_with_one_language_only() -> None:
+    import pytest
+
+    from ivr_bridge.config import load_settings
+    from ivr_bridge.errors import ConfigError
+
+    env = {"IVR_BRIDGE_SPEECHKIT_API": "v2"}
+    assert load_settings(env=env).speechkit.api == "v2"
+    for languages in ("en-US,ru-RU", "auto"):
+        with pytest.raises(ConfigError, match="exactly one language"):
+            load_settings(env={**env, "IVR_BRIDGE_SPEECHKIT_LANGUAGES": languages})
+    with pytest.raises(ConfigError, match="supported: v2, v3"):
+        load_settings(env={"IVR_BRIDGE_SPEECHKIT_API": "v1"})

@@ -84,3 +84,18 @@ async def test_recognition_failure_gives_transcript_failed(tmp_path: Path) -> No
     assert kind == "transcript_failed"
     assert data["error"].startswith("SpeechKit is unavailable")
     assert data["recording"]["path"].endswith("c4.wav")
+
+
+def test_recording_config_checks() -> None:
+    import pytest
+
+    from ivr_bridge.config import load_settings
+    from ivr_bridge.errors import ConfigError
+
+    assert not load_settings(env={}).recording.enabled
+    with pytest.raises(ConfigError, match=r"set storage\.bucket"):
+        load_settings(env={"IVR_BRIDGE_RECORDING_API": "v2"})
+    with pytest.raises(ConfigError, match="supported: v2, v3"):
+        load_settings(env={"IVR_BRIDGE_RECORDING_API": "v9"})
+    ok = load_settings(env={"IVR_BRIDGE_RECORDING_API": "v2", "IVR_BRIDGE_STORAGE_BUCKET": "b"})
+    assert ok.storage.bucket == "b"

@@ -5,6 +5,8 @@ operations, v2 REST), a local S3 server (moto) for Object Storage, exact "tones"
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,6 @@ from typing import Any
 import pytest
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
-from ivr_bridge.cli import main
 from ivr_bridge.local.rest import LocalRestServer
 from ivr_bridge.local.server import LocalRecognizer, LocalRecognizerConfig
 from ivr_bridge.local.services import jobs_of
@@ -182,9 +183,19 @@ async def test_declared_format_that_does_not_decode_fails_the_operation(
         await creds_v3.status("no-such-operation")
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command in its own process (its logging setup must not leak into ours)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ivr_bridge", "transcribe", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_cli_offline_end_to_end(
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     s3_settings: Any,  # noqa: F811
 ) -> None:
     config = tmp_path / "bridge.toml"
@@ -194,24 +205,14 @@ def test_cli_offline_end_to_end(
         f'bucket = "{s3_settings.bucket}"\naccess_key_id = "k"\nsecret_access_key = "s"\n'
     )
     wav = write(tmp_path, "call.wav", stereo_wav())
-    assert main(["transcribe", wav, "--config", str(config), "--api", "v2", "--format", "vtt"]) == 0
-    out = capsys.readouterr()
-    assert out.out.startswith("WEBVTT\n\n00:00:00.000 --> ")
-    assert "[0] alpha lima whiskey" in out.out and "[1] kilo victor six" in out.out
-    assert "call.wav: done" in out.err
+    out = cli(wav, "--config", str(config), "--api", "v2", "--format", "vtt")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("WEBVTT\n\n00:00:00.000 --> ")
+    assert "[0] alpha lima whiskey" in out.stdout and "[1] kilo victor six" in out.stdout
+    assert "call.wav: done" in out.stderr
     target = tmp_path / "out"
-    code = main(
-        [
-            "transcribe",
-            wav,
-            "--config",
-            str(config),
-            "--format",
-            "json",
-            "--output-dir",
-            str(target),
-        ]
-    )
-    assert code == 0 and '"text": "kilo victor six"' in (target / "call.wav.json").read_text()
-    assert main(["transcribe", str(tmp_path / "missing.wav"), "--config", str(config)]) == 1
-    assert "cannot read" in capsys.readouterr().err
+    out = cli(wav, "--config", str(config), "--format", "json", "--output-dir", str(target))
+    assert out.returncode == 0, out.stderr
+    assert '"text": "kilo victor six"' in (target / "call.wav.json").read_text()
+    out = cli(str(tmp_path / "missing.wav"), "--config", str(config))
+    assert out.returncode == 1 and "cannot read" in out.stderr

@@ -48,7 +48,7 @@ async def _backends(
     settings: Settings, api: str
 ) -> AsyncIterator[tuple[V3AsyncClient | None, V2AsyncClient | None]]:
     sk = settings.speechkit
-    if sk.has_credentials:
+    if sk.has_credentials or sk.endpoint:
         from ivr_bridge.recognition.credentials import credentials_from_settings
 
         creds = credentials_from_settings(
@@ -59,7 +59,13 @@ async def _backends(
             token_url=sk.token_url,
             clock=SYSTEM_CLOCK,
         )
-        v3 = V3AsyncClient(credentials=creds, folder_id=sk.folder_id) if api == "v3" else None
+        v3 = None
+        if api == "v3" and sk.endpoint:  # a SpeechKit-compatible server of one's own
+            v3 = V3AsyncClient(
+                sk.endpoint, sk.endpoint, tls=sk.tls, credentials=creds, folder_id=sk.folder_id
+            )
+        elif api == "v3":
+            v3 = V3AsyncClient(credentials=creds, folder_id=sk.folder_id)
         v2 = V2AsyncClient(credentials=creds) if api == "v2" else None
         try:
             yield v3, v2

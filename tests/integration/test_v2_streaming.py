@@ -29,13 +29,13 @@ def v2_settings() -> Any:
 
 
 async def test_v2_call_with_rotation_and_outage_hears_every_word_once(bridge: Any) -> None:
-    # 10x, not more: the PBX side must not look quiet (and get keepalive silence inserted
-    # mid-word) just because a loaded machine delayed the simulator for 100 ms.
-    clock = ScaledClock(speed=10)
+    # 5x, not more: on a loaded machine, results that lag the audio keep utterances open
+    # (forced rotations, cut words) and delays look like PBX silence (keepalive mid-word).
+    clock = ScaledClock(speed=5)
     utterances = script(24)  # about 44 s of call
     pcm = synthesize_script(utterances, pause_ms=PAUSE_MS)
     # Sessions of at most 18 s of audio: the bridge must rotate at pauses before that.
-    policy = PolicyConfig(rotate_soft_ms=12_000, rotate_hard_ms=16_000)
+    policy = PolicyConfig(rotate_soft_ms=9_000, rotate_hard_ms=16_000)
     # The 5 s idle rule is the hold test's subject; here, at 20x, a loaded machine's
     # scheduling delays must not turn into idle timeouts (and replays) of their own.
     limits = LocalLimits(max_audio_ms=18_000, idle_timeout_s=20)

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test serve lint typecheck unit policy-coverage proto bench clean
+.PHONY: demo test serve lint typecheck unit policy-coverage proto bench clean speech-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,28 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The speech tests synthesize their audio with espeak-ng (a Debian/Ubuntu package, not on PyPI).
+# Installed here when missing and allowed (root, or passwordless sudo, with apt-get); otherwise
+# a warning says so, pytest lists the skipped tests, and under CI=true they fail instead.
+speech-tools:
+	@if command -v espeak-ng >/dev/null 2>&1; then \
+	  true; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "WARNING: espeak-ng missing and no apt-get: the speech tests will be skipped" >&2; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -qq espeak-ng >/dev/null 2>&1 \
+	    || { apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; } \
+	    || echo "WARNING: could not install espeak-ng: the speech tests will be skipped" >&2; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  sudo apt-get install -y -qq espeak-ng >/dev/null 2>&1 \
+	    || { sudo apt-get update -qq && sudo apt-get install -y -qq espeak-ng >/dev/null; } \
+	    || echo "WARNING: could not install espeak-ng: the speech tests will be skipped" >&2; \
+	else \
+	  echo "WARNING: espeak-ng missing (install it: apt-get install espeak-ng);" \
+	    "the speech tests will be skipped, and fail under CI=true" >&2; \
+	fi
+
+unit: $(STAMP) speech-tools
 	$(BIN)/python -m pytest -q
 
 # The session policy decides every keepalive, rotation and retry: keep it fully covered.

@@ -24,12 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivr_bridge.audio.codecs import pcm16_to_ulaw
-from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.model import RecognitionUpdate
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.channel import RecognitionChannel
 from ivr_bridge.recognition.ledger import AudioLedger
 from ivr_bridge.recognition.policy import PolicyConfig
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 
 FRAME = 160  # 20 ms at 8 kHz
 

@@ -6,20 +6,29 @@ wiring.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import errno
+import inspect
+import socket
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import structlog
 
 from ivr_bridge.call import CallOptions
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.config import Settings
+from ivr_bridge.dialects.registry import build_routes
+from ivr_bridge.errors import ConfigError
+from ivr_bridge.events.breaker import BreakerConfig
 from ivr_bridge.events.bus import EventBus, Sink
 from ivr_bridge.events.console import ConsoleSink
+from ivr_bridge.events.deadletter import DeadLetterFile
 from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
 from ivr_bridge.local.faults import FaultPlan
-from ivr_bridge.local.server import LocalLimits, LocalRecognizer, LocalRecognizerConfig
+from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.credentials import (
     ApiKeyCredentials,
@@ -93,6 +102,13 @@ def choose_recognizer(settings: Settings) -> RecognizerChoice:
 
 
 class BridgeApp:
+    """A whole bridge built from Settings: recognizer (cloud or embedded), event sinks, server.
+
+    Await :meth:`start` (or use ``async with``), point the PBX at :meth:`url`, and await
+    :meth:`stop` once at the end with the drain timeout; ``stop`` closes everything
+    ``start`` opened, in reverse order. On SIGHUP call :meth:`reopen_sinks`.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -102,14 +118,17 @@ class BridgeApp:
         local_limits: LocalLimits | None = None,
         policy: PolicyConfig | None = None,
         local_faults: FaultPlan | None = None,
+        on_command: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
     ) -> None:
         self.settings = settings
+        # Commands from NATS (play/mark/clear/hangup) for a call this bridge owns.
+        self._on_command = on_command
         self._local_faults = local_faults
         self._clock = clock
         self._extra_sinks = list(sinks)
         self._local_limits = local_limits or LocalLimits()
         self._policy = policy
-        self.embedded: LocalRecognizer | None = None
+        self.embedded: EmbeddedSpeechKitServer | None = None
         self.recognizer: SpeechKitV3Recognizer | SpeechKitV2Recognizer | None = None
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
@@ -129,23 +148,47 @@ class BridgeApp:
         return f"ws://{host}:{self.port}{path}"
 
     async def start(self) -> int:
+        """Start the recognizer, the sinks and the listener; returns the port calls connect to.
+
+        A setting that cannot be used (port taken, host unknown, events file not writable,
+        unknown engine) raises ConfigError naming it, after everything already started has
+        been stopped again. After a successful start, call :meth:`stop` (or use ``async
+        with``) exactly once.
+        """
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> int:
         s = self.settings
+        routes = build_routes(s.dialects)  # a bad dialect config fails before anything starts
         choice = choose_recognizer(s)
         endpoint = choice.endpoint
         credentials: Credentials | None = None
         if choice.embedded:
-            self.embedded = LocalRecognizer(
-                LocalRecognizerConfig(
-                    host=s.embedded.host,
-                    port=s.embedded.port,
-                    api_key=s.embedded.api_key or None,
-                    limits=self._local_limits,
-                    engine=s.embedded.engine,
-                    faults=self._local_faults,
-                ),
-                clock=self._clock,
-            )
-            await self.embedded.start()
+            try:
+                self.embedded = EmbeddedSpeechKitServer(
+                    EmbeddedServerConfig(
+                        host=s.embedded.host,
+                        port=s.embedded.port,
+                        api_key=s.embedded.api_key or None,
+                        limits=self._local_limits,
+                        engine=s.embedded.engine,
+                        workers=s.embedded.workers,
+                        faults=self._local_faults,
+                    ),
+                    clock=self._clock,
+                )
+            except ConfigError as exc:
+                # The recognizer names its own field ("engine"); say which section it is in.
+                key = exc.key if "." in exc.key else f"embedded.{exc.key}"
+                raise ConfigError(key, exc.problem) from None
+            try:
+                await self.embedded.start()
+            except OSError as exc:
+                raise _listen_error(exc, "embedded", s.embedded.host, s.embedded.port) from None
             endpoint = self.embedded.address
             if s.embedded.api_key:
                 credentials = ApiKeyCredentials(s.embedded.api_key)
@@ -183,19 +226,7 @@ class BridgeApp:
             self.recognizer = SpeechKitV3Recognizer(
                 endpoint, tls=choice.tls, credentials=credentials, folder_id=s.speechkit.folder_id
             )
-        self.bus = EventBus(s.events.queue_size, include_partials=s.events.include_partials)
-        if s.events.jsonl:
-            self.bus.add_sink(JsonlSink(s.events.jsonl))
-        if s.events.stdout:
-            self.bus.add_sink(ConsoleSink(include_partials=s.events.include_partials))
-        if s.events.webhook:
-            self.bus.add_sink(
-                WebhookSink(
-                    s.events.webhook,
-                    secret=s.events.webhook_secret,
-                    timeout_s=s.events.webhook_timeout_s,
-                )
-            )
+        self.bus = await self._build_bus()
         for sink in self._extra_sinks:
             self.bus.add_sink(sink)
         options = call_options_from(s)
@@ -211,6 +242,8 @@ class BridgeApp:
         )
         options = replace(options, recording=self.recordings)
         self.server = BridgeServer(
+            routes=routes,
+            public_url=s.server.public_url,
             recognizer=self.recognizer,
             bus=self.bus,
             options=options,
@@ -224,7 +257,97 @@ class BridgeApp:
             recognizer_label="embedded" if choice.embedded else endpoint,
             clock=self._clock,
         )
-        return await self.server.start()
+        try:
+            return await self.server.start()
+        except OSError as exc:
+            raise _listen_error(exc, "server", s.server.host, s.server.port) from None
+
+    async def reopen_sinks(self) -> bool:
+        """After logrotate (SIGHUP): ask the event bus to reopen its file sinks.
+
+        Returns False, with a log line saying so, when the bus offers no ``reopen()``; then
+        files stay open on their old inode until restart. Safe to call at any time.
+        """
+        reopen = getattr(self.bus, "reopen", None)
+        if not callable(reopen):
+            log.warning("sinks_reopen_unsupported", why="the event bus offers no reopen()")
+            return False
+        try:
+            result = reopen()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            log.warning("sinks_reopen_failed", error=type(exc).__name__)
+            return False
+        log.info("sinks_reopened")
+        return True
+
+    async def _build_bus(self) -> EventBus:
+        """The bus and the sinks the settings ask for (events.* keys)."""
+        ev = self.settings.events
+        dead_letter = DeadLetterFile(ev.dead_letter_file) if ev.dead_letter_file else None
+        bus = EventBus(
+            ev.queue_size,
+            include_partials=ev.include_partials,
+            per_call_queue_size=ev.per_call_queue_size,
+            clock=self._clock,
+            dead_letter=dead_letter,
+        )
+        if ev.jsonl:
+            try:
+                bus.add_sink(JsonlSink(ev.jsonl))
+            except OSError as exc:
+                # mkdir of the parent says "File exists" when a parent is a plain file.
+                why = (
+                    "a parent path is not a directory"
+                    if isinstance(exc, FileExistsError | NotADirectoryError)
+                    else exc.strerror or type(exc).__name__
+                )
+                raise ConfigError(
+                    "events.jsonl", f"cannot append to {str(Path(ev.jsonl))!r}: {why}"
+                ) from None
+        if ev.stdout:
+            bus.add_sink(ConsoleSink(include_partials=ev.include_partials))
+        urls = [u for u in (ev.webhook, *ev.webhooks) if u]
+        for i, url in enumerate(urls):
+            bus.add_sink(
+                WebhookSink(
+                    url,
+                    name="webhook" if i == 0 else f"webhook-{i + 1}",
+                    secret=ev.webhook_secret,
+                    timeout_s=ev.webhook_timeout_s,
+                    max_in_flight=ev.webhook_max_in_flight,
+                    retry_total_s=ev.webhook_retry_total_s,
+                    backoff_initial_s=ev.webhook_backoff_initial_s,
+                    backoff_max_s=ev.webhook_backoff_max_s,
+                    breaker=BreakerConfig(
+                        threshold=ev.webhook_breaker_threshold,
+                        cooldown_max_s=ev.webhook_breaker_cooldown_max_s,
+                    ),
+                    clock=self._clock,
+                )
+            )
+        if ev.nats_url:
+            try:
+                from ivr_bridge.events.jetstream import NatsSink
+            except ImportError as exc:
+                raise ConfigError(
+                    "events.nats_url", "needs the nats extra: pip install 'ivr-bridge[nats]'"
+                ) from exc
+            nats_sink = NatsSink(
+                ev.nats_url,
+                subject_prefix=ev.nats_subject_prefix,
+                stream=ev.nats_stream,
+                retention=ev.nats_retention,
+                max_age_s=ev.nats_max_age_s,
+                max_in_flight=ev.nats_max_in_flight,
+                retry_total_s=ev.nats_retry_total_s,
+                on_command=self._on_command,
+                clock=self._clock,
+            )
+            await nats_sink.start()
+            bus.add_sink(nats_sink)
+        return bus
 
     async def stop(self, drain_timeout_s: float = 0.0) -> None:
         if self.server is not None:
@@ -234,7 +357,8 @@ class BridgeApp:
             await self.recordings.aclose()
             self.recordings = None
         if self.bus is not None:
-            await self.bus.aclose()
+            # Queued events get the drain period, then go to the dead-letter file.
+            await self.bus.aclose(self.settings.events.drain_timeout_s)
             self.bus = None
         if self.recognizer is not None:
             await self.recognizer.close()
@@ -252,3 +376,17 @@ class BridgeApp:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _listen_error(exc: OSError, section: str, host: str, port: int) -> ConfigError:
+    """A bind failure as one sentence that names the setting to change."""
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(f"{section}.host", f"cannot resolve {host!r}")
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"{section}.port", f"{host}:{port} is already in use")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(f"{section}.host", f"{host!r} is not an address of this machine")
+    if exc.errno == errno.EACCES:
+        return ConfigError(f"{section}.port", f"no permission to listen on port {port}")
+    reason = exc.strerror or str(exc).splitlines()[0][:200] or type(exc).__name__
+    return ConfigError(f"{section}.host", f"cannot listen on {host}:{port}: {reason}")

@@ -28,9 +28,15 @@ def backoff_delay(
     if multiplier <= 1.0 or initial_s >= max_s:
         base = min(initial_s, max_s)
     else:
-        # The attempt after which the cap is reached; beyond it the exponent is not computed.
-        ceiling = math.ceil(math.log(max_s / initial_s, multiplier))
-        base = min(max_s, initial_s * multiplier ** min(max(0, attempt), ceiling))
+        # Compare in logarithms: the exponent is never raised past the cap, so no attempt
+        # count (and no tiny initial delay) can overflow a float.
+        log_base = math.log(initial_s) + max(0, attempt) * math.log(multiplier)
+        if log_base >= math.log(max_s):
+            base = max_s
+        elif max(0, attempt) * math.log(multiplier) < 700:  # the power alone stays finite
+            base = min(max_s, initial_s * multiplier ** max(0, attempt))
+        else:  # a vanishing initial delay times a huge power: only the logarithm is safe
+            base = min(max_s, math.exp(log_base))
     if jitter > 0:
         base *= 1.0 + jitter * (2.0 * rand() - 1.0)
     return max(0.0, base)

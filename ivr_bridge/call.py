@@ -2,19 +2,22 @@
 
 The reader takes each PBX message, feeds it to the dialect and hands the results on without
 awaiting anything slow: audio goes into the channel's bounded ledger, events onto the bus.
+The dialect's own output (replies, back-channel frames, its goodbye) is flushed after every
+inbound message, after every outbound request (:meth:`Call.send`) and before every close, and
+a close the dialect asks for (``close_to_send``) is honoured, as websockets' connection drives
+its protocol object.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
-from ivr_bridge.dialects.base import Dialect
+from ivr_bridge.dialects.base import Dialect, OutboundRequest
 from ivr_bridge.errors import DialectError
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.metrics import Metrics
@@ -25,10 +28,12 @@ from ivr_bridge.model import (
     DialectEvent,
     Dtmf,
     Mark,
+    MediaGap,
     Paused,
     Resumed,
     UtteranceEvent,
 )
+from ivr_bridge.recognition.accounting import CallAccounting
 from ivr_bridge.recognition.base import Recognizer, SessionConfig
 from ivr_bridge.recognition.channel import EmitFn, RecognitionChannel
 from ivr_bridge.recognition.policy import PolicyConfig
@@ -63,6 +68,14 @@ class CallOptions:
 
 
 class Call:
+    """One PBX connection from its first message to ``call_ended``.
+
+    The server builds one per websocket and awaits :meth:`run` once; it returns after the
+    socket is closed, every channel has drained and ``call_ended`` is on the bus. To end the
+    call early (shutdown), call :meth:`request_stop` and keep awaiting ``run``; read
+    ``end_reason`` afterwards.
+    """
+
     def __init__(
         self,
         *,
@@ -92,19 +105,58 @@ class Call:
         self._messages = 0
         self._dtmf = 0
         self._stop_requested = False
+        self._stop: tuple[str, tuple[int, str]] = ("shutdown", (1001, "bridge shutting down"))
         self._reader: asyncio.Task[Any] | None = None
         self._recorder: CallRecorder | None = None
+        self._send_lock = asyncio.Lock()  # frames leave in the order the dialect queued them
+        self._silence_mark: dict[str, int] = {}  # channel -> ledger silence at its last audio
         self.end_reason = ""
 
     # ---- public ---------------------------------------------------------------------
 
     def request_stop(self) -> None:
         """Server shutdown: stop reading, finish recognition, close politely."""
+        self._end_from_bridge("shutdown", (1001, "bridge shutting down"))
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What :meth:`send` can carry on this call ("play", "mark", "clear", "event", ...)."""
+        return self._dialect.capabilities
+
+    async def send(self, request: OutboundRequest) -> None:
+        """Send a request to the PBX now (play audio, mark, clear, an event, disconnect).
+
+        Raises UnsupportedRequest when this call's platform cannot carry it. When the dialect
+        then wants the socket closed (a Disconnect), the call ends: reading stops, recognition
+        drains and call_ended follows, as for any other end.
+        """
+        self._dialect.send(request)
+        await self._flush()
+        close = self._dialect.close_to_send()
+        if close is not None:
+            self._end_from_bridge("disconnect", close)
+
+    def _end_from_bridge(self, reason: str, close: tuple[int, str]) -> None:
+        if self._stop_requested:
+            return
         self._stop_requested = True
+        self._stop = (reason, close)
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
 
     async def run(self) -> None:
+        """Read the PBX until the call ends, then finish recognition and emit call_ended.
+
+        Await it once per connection; it returns after the socket is closed and every event of
+        the call is on the bus. Everything the call does (its channel tasks included, which
+        inherit the context) logs with ``call_id`` and ``dialect`` bound.
+        """
+        with structlog.contextvars.bound_contextvars(
+            call_id=self.call_id, dialect=self._dialect.name
+        ):
+            await self._run()
+
+    async def _run(self) -> None:
         reason = "hangup"
         close: tuple[int, str] | None = None
         self._reader = asyncio.current_task()
@@ -118,14 +170,33 @@ class Call:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                reason, close = "shutdown", (1001, "bridge shutting down")
+                reason, close = self._stop
         finally:
             self._reader = None
             self.end_reason = reason
             if close is not None:
-                with contextlib.suppress(Exception):
-                    await self._stream.close(*close)
+                await self._goodbye(close)
             await self._finish(reason)
+
+    # ---- the dialect's output ---------------------------------------------------------
+
+    async def _flush(self) -> None:
+        """Send whatever the dialect has queued, in order."""
+        async with self._send_lock:
+            for frame in self._dialect.data_to_send():
+                await self._stream.send(frame)
+
+    async def _goodbye(self, default: tuple[int, str]) -> None:
+        """Let the dialect say goodbye in its protocol, send it, then close the socket with the
+        dialect's close code (or ``default`` when it has none)."""
+        try:
+            if self._dialect.close_to_send() is None:
+                self._dialect.close(default[1])
+            await self._flush()
+            await self._stream.close(*(self._dialect.close_to_send() or default))
+        except Exception:
+            # The socket may already be gone; closing is best effort and must not stop _finish.
+            self._log.debug("close_failed", exc_info=True)
 
     # ---- reading --------------------------------------------------------------------
 
@@ -133,7 +204,7 @@ class Call:
         timeout = self._options.media_inactivity_timeout_s
         try:
             if timeout > 0:
-                return await asyncio.wait_for(self._stream.recv(), timeout)
+                return await self._clock.wait_for(self._stream.recv(), timeout)
             return await self._stream.recv()
         except TimeoutError:
             raise _StopReading("media_timeout") from None
@@ -145,7 +216,7 @@ class Call:
             except _StopReading as stop:
                 return stop.reason, (1000, "no media")
             if message is None:
-                return "hangup", None
+                return self._on_eof(), None
             self._messages += 1
             try:
                 if isinstance(message, str):
@@ -160,12 +231,30 @@ class Call:
                     message_no=self._messages,
                 )
                 return "protocol_error", (exc.close_code, exc.reason)
-            for reply in self._dialect.data_to_send():
-                await self._stream.send(reply)
-            for event in events:
-                if isinstance(event, CallEnded):
-                    return event.reason, (1000, "call ended")
-                self._handle(event)
+            ended = self._handle_all(events)
+            await self._flush()
+            if ended is not None:
+                return ended.reason, (1000, "call ended")
+            close = self._dialect.close_to_send()
+            if close is not None:
+                return "closed_by_dialect", close
+
+    def _handle_all(self, events: list[DialectEvent]) -> CallEnded | None:
+        """Hand events on in order; stop at CallEnded and return it."""
+        for event in events:
+            if isinstance(event, CallEnded):
+                return event
+            self._handle(event)
+        return None
+
+    def _on_eof(self) -> str:
+        """The socket dropped: the dialect's last events, then the reason the call ended."""
+        try:
+            ended = self._handle_all(self._dialect.receive_eof())
+        except DialectError as exc:
+            self._log.warning("protocol_error_at_eof", reason=exc.reason)
+            return "hangup"
+        return ended.reason if ended is not None else "hangup"
 
     def _handle(self, event: DialectEvent) -> None:
         if isinstance(event, Audio):
@@ -174,6 +263,9 @@ class Call:
                 channel.push_audio(event.pcm)
                 if self._recorder is not None:
                     self._recorder.on_audio(event.channel, event.pcm, channel.ledger.end)
+                self._silence_mark[event.channel] = channel.ledger.inserted_silence
+        elif isinstance(event, MediaGap):
+            self._on_gap(event)
         elif isinstance(event, CallStarted):
             self._start(event)
         elif isinstance(event, Dtmf):
@@ -189,6 +281,19 @@ class Call:
         elif isinstance(event, Paused | Resumed):
             kind = "paused" if isinstance(event, Paused) else "resumed"
             self._emit(kind, event.channel, self._elapsed_ms(), {})
+
+    def _on_gap(self, gap: MediaGap) -> None:
+        """Put audio the PBX reports lost on the timeline, less the silence the keepalive
+        already inserted for the same quiet spell (so a gap is never counted twice)."""
+        names = [gap.channel] if gap.channel is not None else list(self._channels)
+        for name in names:
+            channel = self._channels.get(name)
+            if channel is None:
+                continue
+            ledger = channel.ledger
+            covered_ms = ledger.ms(ledger.inserted_silence - self._silence_mark.get(name, 0))
+            channel.insert_gap(max(0, gap.duration_ms - covered_ms))
+            self._silence_mark[name] = ledger.inserted_silence
 
     def _start(self, started: CallStarted) -> None:
         self._started = started
@@ -295,11 +400,7 @@ class Call:
         if self._started is None:
             self._log.info("connection_closed_before_start", reason=reason)
             return
-        channels = {name: ch.accounting() for name, ch in self._channels.items()}
-
-        def total(key: str) -> int:
-            return sum(int(acc[key]) for acc in channels.values())
-
+        accounting = CallAccounting({name: ch.counters() for name, ch in self._channels.items()})
         # Fast senders (tests, replays) can outrun the wall clock: the timeline is the longer.
         timelines = [ch.ledger.ms(ch.ledger.end) for ch in self._channels.values()]
         duration_ms = max([self._elapsed_ms(), *timelines])
@@ -308,24 +409,18 @@ class Call:
             "duration_ms": duration_ms,
             "messages": self._messages,
             "dtmf": self._dtmf,
-            "audio_ms_received": total("audio_ms_received"),
-            "audio_ms_sent": total("audio_ms_sent"),
-            "audio_ms_replayed": total("audio_ms_replayed"),
-            "audio_ms_dropped": total("audio_ms_dropped"),
-            "sessions_opened": total("sessions_opened"),
-            "keepalive_ms": total("keepalive_ms"),
-            "errors": total("errors"),
-            "channels": channels,
+            **accounting.to_json(),
         }
         if self._metrics is not None:
-            self._metrics.call_ended(reason, summary)
+            self._metrics.call_ended(reason, accounting)
         self._emit("call_ended", None, duration_ms, summary)
+        total = accounting.total
         self._log.info(
             "call_ended",
             reason=reason,
             duration_ms=duration_ms,
-            sessions=total("sessions_opened"),
-            errors=total("errors"),
+            sessions=total.sessions_opened,
+            errors=total.errors,
         )
         if self._recorder is not None and self._options.recording is not None:
             ends = {name: ch.ledger.end for name, ch in self._channels.items()}

@@ -40,16 +40,40 @@ def _settings(args: argparse.Namespace) -> Settings:
 # ---- serve ----------------------------------------------------------------------------
 
 
+class StartupFailed(Exception):
+    """The service could not start; the message is the one line the operator sees."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
 async def _serve(settings: Settings) -> int:
     from ivr_bridge.app import BridgeApp
 
     app = BridgeApp(settings)
-    await app.start()
+    try:
+        await app.start()
+    except ConfigError as exc:
+        raise StartupFailed(str(exc)) from None
+    except Exception as exc:  # any other cause still gets one line, not a traceback
+        raise StartupFailed(_one_line(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reopening: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        # logrotate's signal: reopen the event files; never a reason to end calls.
+        log.info("sighup_received")
+        task = asyncio.create_task(app.reopen_sinks())
+        reopening.add(task)
+        task.add_done_callback(reopening.discard)
+
     if sys.platform != "win32":  # asyncio has no signal handlers on Windows
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
     log.info("serving", url=app.url(), health=app.url("/healthz").replace("ws://", "http://"))
     await stop.wait()
     log.info("shutdown_requested", drain_timeout_s=settings.server.drain_timeout_s)
@@ -61,9 +85,24 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    from ivr_bridge.simulate import simulate_call
+    from ivr_bridge.simulate import ENCODERS, simulate_call
+    from ivr_bridge.simulators.base import ClientAuth
+
+    if args.dialect not in ENCODERS:
+        print(f"no simulator for dialect {args.dialect!r}: {sorted(ENCODERS)}", file=sys.stderr)
+        return 2
 
     params = dict(item.split("=", 1) for item in args.param or [])
+    secrets = {
+        key: value
+        for key, value in (
+            ("auth_token", args.auth_token),
+            ("token", args.token),
+            ("username", args.username),
+            ("password", args.password),
+        )
+        if value
+    }
     report = await simulate_call(
         args.url,
         args.wav,
@@ -72,6 +111,8 @@ async def _simulate(args: argparse.Namespace) -> int:
         gap_s=args.gap or 0.0,
         custom_parameters=params,
         tracks=args.tracks,
+        dialect=args.dialect,
+        auth=ClientAuth(args.auth, secrets),
     )
     print(report.format_report())
     return 0
@@ -81,13 +122,22 @@ async def _simulate(args: argparse.Namespace) -> int:
 
 
 async def _local_recognizer(args: argparse.Namespace) -> int:
-    from ivr_bridge.local.server import LocalRecognizerConfig, serve_forever
+    from ivr_bridge.local.server import EmbeddedServerConfig, default_workers, serve_forever
 
-    await serve_forever(
-        LocalRecognizerConfig(
-            host=args.host, port=args.port, api_key=args.api_key or None, engine=args.engine
+    workers = default_workers() if args.workers is None else args.workers
+    try:
+        await serve_forever(
+            EmbeddedServerConfig(
+                host=args.host,
+                port=args.port,
+                api_key=args.api_key or None,
+                engine=args.engine,
+                workers=workers,
+            ),
+            rest_port=args.rest_port,
         )
-    )
+    except OSError as exc:
+        raise StartupFailed(f"--host/--port/--rest-port: {_one_line(exc)}") from None
     return 0
 
 
@@ -100,6 +150,7 @@ def sample_call_path() -> Path:
 
 async def _demo(args: argparse.Namespace) -> int:
     from ivr_bridge.app import BridgeApp
+    from ivr_bridge.clock import SYSTEM_CLOCK
     from ivr_bridge.config import EmbeddedSettings, ServerSettings, SpeechKitSettings
     from ivr_bridge.events.console import CallbackSink, ConsoleSink
     from ivr_bridge.model import UtteranceEvent
@@ -120,8 +171,11 @@ async def _demo(args: argparse.Namespace) -> int:
         if event.type == "call_ended":
             ended.set()
 
+    clock = SYSTEM_CLOCK
     app = BridgeApp(
-        settings, sinks=[ConsoleSink(include_partials=not args.no_partials), CallbackSink(collect)]
+        settings,
+        clock=clock,
+        sinks=[ConsoleSink(include_partials=not args.no_partials), CallbackSink(collect)],
     )
     print(f"ivr-bridge demo: starting the bridge and the embedded recognizer ({wav.name})")
     await app.start()
@@ -131,7 +185,7 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         report = await simulate_call(app.url(), wav, fast=args.fast)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), 20)
+            await clock.wait_for(ended.wait(), 20)
     finally:
         await app.stop()
     finals = [e for e in events if e.type == "final"]
@@ -184,8 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events-jsonl", help="append every event to this file as JSON lines")
     p.add_argument("--webhook", help="POST every event as JSON to this URL")
 
-    p = sub.add_parser("simulate", help="play a WAV file as a Twilio call")
-    p.add_argument("--url", required=True, help="ws://HOST:PORT/twilio")
+    p = sub.add_parser("simulate", help="play a WAV file as a platform's call")
+    p.add_argument("--url", required=True, help="ws://HOST:PORT/twilio (the dialect's path)")
+    p.add_argument("--dialect", default="twilio", help="platform to simulate (default twilio)")
+    p.add_argument(
+        "--auth",
+        default="none",
+        choices=("none", "signature", "token", "basic"),
+        help="authenticate the upgrade as the platform does",
+    )
+    p.add_argument("--auth-token", help="Twilio auth token (--auth signature)")
+    p.add_argument("--token", help="shared token (--auth token)")
+    p.add_argument("--username", help="basic-auth user (--auth basic)")
+    p.add_argument("--password", help="basic-auth password (--auth basic)")
     p.add_argument("wav")
     p.add_argument("--fast", action="store_true", help="send as fast as possible")
     p.add_argument("--gap-at", type=float, help="stop sending media at this second")
@@ -198,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--api-key", default="", help="require this API key")
     p.add_argument("--engine", default="pocketsphinx")
+    p.add_argument(
+        "--workers", type=int, help="engine worker processes (default: one per core; 0: none)"
+    )
+    p.add_argument(
+        "--rest-port",
+        type=int,
+        help="also serve SpeechKit v2 REST (longRunningRecognize, operations) on this port",
+    )
 
     p = sub.add_parser("demo", help="stream the bundled sample call through the bridge")
     p.add_argument("--fast", action="store_true")
@@ -218,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             settings = _settings(args)
+            _check_engine(settings)
             configure_logging(settings.logging.level, settings.logging.format)
             print(json.dumps(_public(settings), indent=2))
             return 0
@@ -240,14 +314,32 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except StartupFailed as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _check_engine(settings: Settings) -> None:
+    """check-config catches an unknown embedded engine too, not only ``serve``."""
+    from ivr_bridge.app import choose_recognizer
+    from ivr_bridge.local.engine import available_engines
+
+    engine = settings.embedded.engine
+    if choose_recognizer(settings).embedded and engine not in available_engines():
+        raise ConfigError(
+            "embedded.engine",
+            f"unknown engine {engine!r}; available: {', '.join(available_engines())}",
+        )
 
 
 def _public(settings: Settings) -> dict[str, Any]:
     from dataclasses import asdict
 
     data = asdict(settings)
+    for dialect in data["dialects"].values():
+        dialect["secrets"] = dict.fromkeys(dialect["secrets"], "[set]")
     for section in data.values():
         for key in list(section):
             secret = any(word in key for word in ("key", "token", "secret"))

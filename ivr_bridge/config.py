@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ivr_bridge.dialects.base import DialectSettings
 from ivr_bridge.errors import ConfigError
 
 ENV_PREFIX = "IVR_BRIDGE_"
@@ -29,6 +30,9 @@ class ServerSettings:
     media_inactivity_timeout_s: float = 0.0  # 0 = never end a call for lack of media
     max_calls: int = 500
     drain_timeout_s: float = 30.0
+    # The base URL platforms call (e.g. "wss://bridge.example.com"), for request signatures
+    # behind TLS termination or a proxy; empty: rebuilt from the Host header.
+    public_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +64,13 @@ class EmbeddedSettings:
     host: str = "127.0.0.1"
     port: int = 0
     engine: str = "pocketsphinx"
+    # Engine worker processes (PocketSphinx decodes in them); 0: in the bridge's process.
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     api_key: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError("embedded.workers", "must be 0 (in-process) or more")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +96,28 @@ class SessionSettings:
 class EventSettings:
     jsonl: str = ""
     webhook: str = ""
-    webhook_secret: str = field(default="", repr=False)
+    webhooks: tuple[str, ...] = ()  # more endpoints, each with its own queue and breaker
+    webhook_secret: str = field(default="", repr=False)  # Standard Webhooks "whsec_..."
     webhook_timeout_s: float = 5.0
+    webhook_max_in_flight: int = 64  # calls delivered at once per endpoint
+    webhook_retry_total_s: float = 300.0  # then the event goes to the dead-letter file
+    webhook_backoff_initial_s: float = 0.5
+    webhook_backoff_max_s: float = 30.0
+    webhook_breaker_threshold: int = 5  # consecutive failures that open the circuit
+    webhook_breaker_cooldown_max_s: float = 30.0
     stdout: bool = False
-    queue_size: int = 1000
+    queue_size: int = 1000  # events queued per sink, all calls together
+    per_call_queue_size: int = 200  # one call's share: a flood loses only its own events
     include_partials: bool = True
+    dead_letter_file: str = ""  # JSON lines of events no sink could deliver
+    drain_timeout_s: float = 5.0  # at shutdown: deliver queued events, then dead-letter
+    nats_url: str = ""  # e.g. nats://127.0.0.1:4222 (needs the `nats` extra)
+    nats_subject_prefix: str = "ivr.calls"  # events on <prefix>.<call_id>.<type>
+    nats_stream: str = "IVR_CALLS"  # created if missing
+    nats_retention: str = "limits"  # limits | interest | workqueue
+    nats_max_age_s: float = 86400.0
+    nats_max_in_flight: int = 64
+    nats_retry_total_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +159,11 @@ class Settings:
     logging: LoggingSettings = LoggingSettings()
     storage: StorageSettings = StorageSettings()
     recording: RecordingSettings = RecordingSettings()
+    dialects: Mapping[str, DialectSettings] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Settings built in code (tests, the demo, embedders) get the same checks as a file.
+        validate(self)
 
 
 _T = TypeVar("_T")
@@ -225,7 +257,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"invalid TOML: {exc}") from exc
     for key in data:
-        if key not in _SECTIONS:
+        if key not in _SECTIONS and key != "dialects":
             raise ConfigError(key, "unknown section")
     parts: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
@@ -233,63 +265,209 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         if not isinstance(table, dict):
             raise ConfigError(name, "expected a table")
         parts[name] = _section(name, cls, table, env)
-    settings = Settings(**parts)
-    validate(settings)
-    return settings
+    parts["dialects"] = _dialect_sections(data.get("dialects", {}), env)
+    return Settings(**parts)  # validated on construction
+
+
+# SpeechKit streaming limits: a session ends after 5 minutes or 10 MB of audio.
+SPEECHKIT_MAX_SESSION_S = 300.0
+SPEECHKIT_MAX_SESSION_BYTES = 10 * 1024 * 1024
+MAX_MESSAGE_BYTES_LIMIT = 1 << 20  # the largest PBX frame we know of is a few KiB
+MIN_ROTATE_S = 10.0  # every session costs a handshake; rotating faster is a misconfiguration
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _check(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(key, problem)
+
+
+def _positive(value: float, key: str, upper: float, unit: str = "s") -> None:
+    _check(0 < value <= upper, key, f"must be > 0 and at most {upper:g} {unit}")
+
+
+# ---- [dialects.NAME] ----------------------------------------------------------------------
+
+_DIALECT_KEYS = ("enabled", "path", "auth", "secrets", "allowed_origins", "options")
+
+
+def _dialect_sections(table: Any, env: Mapping[str, str]) -> dict[str, DialectSettings]:
+    """``[dialects.NAME]`` tables plus ``IVR_BRIDGE_DIALECTS_NAME_KEY`` variables.
+
+    An environment variable overrides ``enabled``, ``path``, ``auth`` or ``allowed_origins``
+    when KEY names one of them; any other KEY is a secret (``..._TWILIO_AUTH_TOKEN`` sets
+    ``secrets.auth_token``), so secrets need never be written in the file.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError("dialects", "expected a table of [dialects.NAME] tables")
+    raw: dict[str, dict[str, Any]] = {}
+    for name, section in table.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"dialects.{name}", "expected a table")
+        for key in section:
+            if key not in _DIALECT_KEYS:
+                raise ConfigError(f"dialects.{name}.{key}", "unknown key")
+        raw[name] = dict(section)
+    prefix = f"{ENV_PREFIX}DIALECTS_"
+    for env_name, value in env.items():
+        if not env_name.startswith(prefix):
+            continue
+        name, _, key = env_name[len(prefix) :].partition("_")
+        if not name or not key:
+            continue
+        section = raw.setdefault(name.lower(), {})
+        key = key.lower()
+        if key in ("enabled", "path", "auth", "allowed_origins"):
+            section[key] = value
+        else:
+            section.setdefault("secrets", {})
+            section["secrets"] = {**section["secrets"], key: value}
+    return {name: _dialect_settings(name, section) for name, section in raw.items()}
+
+
+def _dialect_settings(name: str, section: Mapping[str, Any]) -> DialectSettings:
+    default = DialectSettings()
+    where = f"dialects.{name}"
+    values: dict[str, Any] = {}
+    for key in ("enabled", "path", "auth", "allowed_origins"):
+        if key in section:
+            values[key] = _coerce(f"{where}.{key}", section[key], getattr(default, key))
+    for key in ("secrets", "options"):
+        item = section.get(key, {})
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}.{key}", "expected a table")
+        if key == "secrets" and not all(isinstance(v, str) for v in item.values()):
+            raise ConfigError(f"{where}.secrets", "expected strings")
+        values[key] = dict(item)
+    return replace(default, **values)
+
+
+def _check_dialects(settings: Settings) -> None:
+    """Build every enabled dialect's factory once: bad auth, secrets or options fail here."""
+    from ivr_bridge.dialects.registry import build_routes
+
+    if settings.server.public_url and not settings.server.public_url.startswith(
+        ("ws://", "wss://", "http://", "https://")
+    ):
+        raise ConfigError("server.public_url", "must be a ws(s):// or http(s):// URL")
+    build_routes(settings.dialects)
 
 
 def validate(s: Settings) -> None:
-    if not 0 <= s.server.port <= 65535:
-        raise ConfigError("server.port", "must be 0..65535")
-    if s.server.max_message_bytes < 1024:
-        raise ConfigError("server.max_message_bytes", "must be at least 1024")
-    if s.speechkit.api not in {"v2", "v3"}:
-        raise ConfigError("speechkit.api", "supported: v2, v3")
-    if s.speechkit.api == "v2" and (
-        len(s.speechkit.languages) != 1 or s.speechkit.languages[0] == "auto"
-    ):
-        raise ConfigError("speechkit.languages", "API v2 takes exactly one language, not auto")
-    if s.recording.api not in {"v2", "v3"}:
-        raise ConfigError("recording.api", "supported: v2, v3")
-    if s.recording.api == "v2" and s.recording.transcribe and not s.storage.bucket:
-        raise ConfigError(
-            "recording.api", "v2 recognizes files in Object Storage: set storage.bucket"
-        )
-    secrets = [
-        k for k in ("api_key", "iam_token", "service_account_key_file") if getattr(s.speechkit, k)
-    ]
+    """Ranges and relations of every setting; raises ConfigError naming the first bad key."""
+    _validate_server(s.server)
+    _validate_speechkit(s.speechkit)
+    _check(0 <= s.embedded.port <= 65535, "embedded.port", "must be 0..65535")
+    _check(bool(s.embedded.engine.strip()), "embedded.engine", "must not be empty")
+    _validate_session(s.session)
+    _validate_events(s.events)
+    _check(
+        s.logging.level.lower() in {"debug", "info", "warning", "error"},
+        "logging.level",
+        "expected debug, info, warning or error",
+    )
+    _check(s.logging.format in {"console", "json"}, "logging.format", "expected console or json")
+    _validate_recording(s)
+    _check_dialects(s)
+
+
+def _validate_recording(s: Settings) -> None:
+    _check(s.recording.api in {"v2", "v3"}, "recording.api", "supported: v2, v3")
+    _check(
+        not (s.recording.api == "v2" and s.recording.transcribe and not s.storage.bucket),
+        "recording.api",
+        "v2 recognizes files in Object Storage: set storage.bucket",
+    )
+
+
+def _validate_server(srv: ServerSettings) -> None:
+    _check(
+        bool(srv.host) and not any(c.isspace() for c in srv.host),
+        "server.host",
+        "must be a host name or address without spaces",
+    )
+    _check(0 <= srv.port <= 65535, "server.port", "must be 0..65535")
+    _check(
+        1024 <= srv.max_message_bytes <= MAX_MESSAGE_BYTES_LIMIT,
+        "server.max_message_bytes",
+        f"must be 1024..{MAX_MESSAGE_BYTES_LIMIT} (at least 1024)",
+    )
+    _positive(srv.ping_interval_s, "server.ping_interval_s", 600)
+    # websockets treats a zero timeout as already expired: every connection would drop.
+    _positive(srv.ping_timeout_s, "server.ping_timeout_s", 600)
+    _positive(srv.open_timeout_s, "server.open_timeout_s", 600)
+    _check(
+        0 <= srv.media_inactivity_timeout_s <= 86_400,
+        "server.media_inactivity_timeout_s",
+        "must be 0 (off) .. 86400 s",
+    )
+    _check(1 <= srv.max_calls <= 100_000, "server.max_calls", "must be 1..100000")
+    _positive(srv.drain_timeout_s, "server.drain_timeout_s", 3600)
+
+
+def _validate_speechkit(sk: SpeechKitSettings) -> None:
+    _check(sk.api in {"v2", "v3"}, "speechkit.api", "supported: v2, v3")
+    _check(
+        sk.api != "v2" or (len(sk.languages) == 1 and sk.languages[0] != "auto"),
+        "speechkit.languages",
+        "API v2 takes exactly one language, not auto",
+    )
+    secrets = [k for k in ("api_key", "iam_token", "service_account_key_file") if getattr(sk, k)]
     if len(secrets) > 1:
         raise ConfigError(f"speechkit.{secrets[1]}", f"set only one of {', '.join(secrets)}")
-    if s.speechkit.eou_sensitivity not in {"DEFAULT", "HIGH"}:
-        raise ConfigError("speechkit.eou_sensitivity", "expected DEFAULT or HIGH")
-    if not 20 <= s.speechkit.chunk_ms <= 1000:
-        raise ConfigError("speechkit.chunk_ms", "must be 20..1000")
-    if not s.speechkit.languages:
-        raise ConfigError("speechkit.languages", "must not be empty")
-    ka = s.session
-    if not 100 <= ka.keepalive_interval_ms <= 4000:
-        raise ConfigError(
-            "session.keepalive_interval_ms", "must be 100..4000 (SpeechKit drops at 5 s)"
-        )
-    if not 100 <= ka.keepalive_after_ms <= 4000:
-        raise ConfigError(
-            "session.keepalive_after_ms", "must be 100..4000 (SpeechKit drops at 5 s)"
-        )
-    if ka.keepalive_after_ms + ka.keepalive_interval_ms > 4500 and ka.keepalive:
+    _check(
+        sk.eou_sensitivity in {"DEFAULT", "HIGH"},
+        "speechkit.eou_sensitivity",
+        "expected DEFAULT or HIGH",
+    )
+    _check(20 <= sk.chunk_ms <= 1000, "speechkit.chunk_ms", "must be 20..1000")
+    _check(bool(sk.languages), "speechkit.languages", "must not be empty")
+    _check(
+        0 <= sk.max_pause_between_words_hint_ms <= 5000,
+        "speechkit.max_pause_between_words_hint_ms",
+        "must be 0..5000",
+    )
+    url = sk.token_url
+    _check(
+        url.startswith("https://") or url.startswith(tuple(f"http://{h}" for h in _LOOPBACK)),
+        "speechkit.token_url",
+        "must be an https:// URL (http:// only for a loopback host)",
+    )
+
+
+def _validate_session(ss: SessionSettings) -> None:
+    for key, value in (
+        ("session.keepalive_interval_ms", ss.keepalive_interval_ms),
+        ("session.keepalive_after_ms", ss.keepalive_after_ms),
+    ):
+        _check(100 <= value <= 4000, key, "must be 100..4000 (SpeechKit drops at 5 s)")
+    if ss.keepalive and ss.keepalive_after_ms + ss.keepalive_interval_ms > 4500:
         raise ConfigError("session.keepalive_after_ms", "after + interval must stay under 4500 ms")
-    if not 0 < ka.rotate_soft_s <= ka.rotate_hard_s < 300:
-        raise ConfigError("session.rotate_hard_s", "need 0 < rotate_soft_s <= rotate_hard_s < 300")
-    if not 0 < ka.rotate_soft_bytes <= ka.rotate_hard_bytes < 10 * 1024 * 1024:
-        raise ConfigError("session.rotate_hard_bytes", "need soft <= hard < 10 MB")
-    if ka.stall_timeout_s <= 0:
-        raise ConfigError("session.stall_timeout_s", "must be positive")
-    if not 1.0 <= ka.buffer_s <= 600.0:
-        raise ConfigError("session.buffer_s", "must be 1..600 seconds")
-    if s.events.queue_size < 10:
-        raise ConfigError("events.queue_size", "must be at least 10")
-    if s.events.webhook and not s.events.webhook.startswith(("http://", "https://")):
+    _check(1.0 <= ss.buffer_s <= 600.0, "session.buffer_s", "must be 1..600 seconds")
+    _positive(ss.drain_timeout_s, "session.drain_timeout_s", 300)
+    _check(
+        MIN_ROTATE_S <= ss.rotate_soft_s < ss.rotate_hard_s < SPEECHKIT_MAX_SESSION_S,
+        "session.rotate_hard_s",
+        f"need {MIN_ROTATE_S:g} <= rotate_soft_s < rotate_hard_s < "
+        f"{SPEECHKIT_MAX_SESSION_S:g} (SpeechKit's session limit)",
+    )
+    _check(
+        160_000 <= ss.rotate_soft_bytes < ss.rotate_hard_bytes < SPEECHKIT_MAX_SESSION_BYTES,
+        "session.rotate_hard_bytes",
+        "need 160000 <= rotate_soft_bytes < rotate_hard_bytes < 10 MB (SpeechKit's limit)",
+    )
+    _positive(ss.stall_timeout_s, "session.stall_timeout_s", 300)
+    _positive(ss.max_replay_s, "session.max_replay_s", 600)
+    _positive(ss.backoff_initial_s, "session.backoff_initial_s", 300)
+    _check(
+        ss.backoff_initial_s <= ss.backoff_max_s <= 300,
+        "session.backoff_max_s",
+        "need backoff_initial_s <= backoff_max_s <= 300 s",
+    )
+
+
+def _validate_events(ev: EventSettings) -> None:
+    _check(10 <= ev.queue_size <= 1_000_000, "events.queue_size", "must be 10..1000000")
+    if ev.webhook and not ev.webhook.startswith(("http://", "https://")):
         raise ConfigError("events.webhook", "must be an http(s) URL")
-    if s.logging.level.lower() not in {"debug", "info", "warning", "error"}:
-        raise ConfigError("logging.level", "expected debug, info, warning or error")
-    if s.logging.format not in {"console", "json"}:
-        raise ConfigError("logging.format", "expected console or json")
+    _positive(ev.webhook_timeout_s, "events.webhook_timeout_s", 300)

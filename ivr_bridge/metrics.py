@@ -7,48 +7,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-# Per-call accounting keys (call_ended data) summed into counters.
-CALL_TOTALS = (
-    "audio_ms_received",
-    "audio_ms_sent",
-    "audio_ms_replayed",
-    "audio_ms_dropped",
-    "keepalive_ms",
-    "sessions_opened",
-    "errors",
-)
-CHANNEL_TOTALS = (
-    "rotations",
-    "forced_rotations",
-    "reconnects",
-    "stalls",
-    "finals",
-    "seam_words_dropped",
-)
+from ivr_bridge.recognition.accounting import METRICS, CallAccounting
 
 
 @dataclass
 class Metrics:
     calls_started: int = 0
     calls_ended: dict[str, int] = field(default_factory=dict)  # by end reason
-    totals: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)  # accounting counters, all calls
     recognition_failed_channels: int = 0
+    upgrades_refused: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def upgrade_refused(self, dialect: str, reason: str) -> None:
+        """A websocket upgrade was refused before any call began (auth, origin, query)."""
+        key = (dialect, reason)
+        self.upgrades_refused[key] = self.upgrades_refused.get(key, 0) + 1
 
     def call_started(self) -> None:
         self.calls_started += 1
 
-    def call_ended(self, reason: str, accounting: Mapping[str, Any]) -> None:
+    def call_ended(self, reason: str, accounting: CallAccounting) -> None:
         self.calls_ended[reason] = self.calls_ended.get(reason, 0) + 1
-        for key in CALL_TOTALS:
-            self.totals[key] = self.totals.get(key, 0) + int(accounting.get(key, 0))
-        channels: Mapping[str, Mapping[str, Any]] = accounting.get("channels", {})
-        for acc in channels.values():
-            for key in CHANNEL_TOTALS:
-                self.totals[key] = self.totals.get(key, 0) + int(acc.get(key, 0))
-            if acc.get("recognition_failed"):
-                self.recognition_failed_channels += 1
+        total = accounting.total
+        for name, _ in METRICS:
+            self.totals[name] = self.totals.get(name, 0) + int(getattr(total, name))
+        self.recognition_failed_channels += accounting.failed_channels
 
     def render(self, gauges: Mapping[str, float], sinks: Mapping[str, Mapping[str, int]]) -> str:
         lines: list[str] = []
@@ -73,18 +57,27 @@ class Metrics:
             "calls ended, by reason",
             [(f'{{reason="{r}"}}', n) for r, n in sorted(self.calls_ended.items())],
         )
-        for key in (*CALL_TOTALS, *CHANNEL_TOTALS):
+        for name, help_text in METRICS:
             metric(
-                f"{key}_total",
+                f"{name}_total",
                 "counter",
-                f"sum of {key} over ended calls",
-                [("", self.totals.get(key, 0))],
+                f"{help_text}, summed over ended calls",
+                [("", self.totals.get(name, 0))],
             )
         metric(
             "recognition_failed_channels_total",
             "counter",
             "channels whose recognition was refused",
             [("", self.recognition_failed_channels)],
+        )
+        metric(
+            "upgrades_refused_total",
+            "counter",
+            "websocket upgrades refused, by dialect and reason",
+            [
+                (f'{{dialect="{d}",reason="{r}"}}', n)
+                for (d, r), n in sorted(self.upgrades_refused.items())
+            ],
         )
         for stat in ("delivered", "failed", "dropped_queue_full"):
             metric(

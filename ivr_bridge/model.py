@@ -1,17 +1,19 @@
 """Frozen dataclasses shared by every layer. Standard library only.
 
 Inbound: what a dialect makes of the PBX's messages (CallStarted, Audio, Dtmf, Mark, MediaGap,
-Paused, Resumed, CallEnded). Outbound: UtteranceEvent, what the sinks receive.
+Paused, Resumed, CallEnded). Outbound: UtteranceEvent, what the sinks receive; its ``data``
+is either a plain mapping or a typed payload (EventPayload, one class per event type in
+ivr_bridge/events/types.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 EVENT_SCHEMA: Final = "ivr-bridge.event/1"
 
@@ -186,9 +188,54 @@ def iso_utc(epoch_seconds: float) -> str:
     )
 
 
+def _jsonable(value: Any) -> Any:
+    """Nested payload values (dataclasses, mappings, tuples) as JSON-ready dicts and lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+class EventPayload(Mapping[str, Any]):
+    """Base of the typed payloads: a frozen dataclass per event type (``TYPE``) that reads as
+    the JSON ``data`` object it serializes to, so ``event.data["text"]`` works either way."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+
+    def _names(self) -> tuple[str, ...]:
+        cls = type(self)
+        names = _PAYLOAD_FIELDS.get(cls)
+        if names is None:
+            names = _PAYLOAD_FIELDS[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        return names
+
+    def to_data(self) -> dict[str, Any]:
+        """The JSON ``data`` object."""
+        return {name: _jsonable(getattr(self, name)) for name in self._names()}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._names():
+            raise KeyError(key)
+        return _jsonable(getattr(self, key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
 @dataclass(frozen=True, slots=True)
 class UtteranceEvent:
-    """One event for the dialog logic. ``to_json`` is the documented wire form."""
+    """One event for the dialog logic. ``to_json`` is the documented wire form (the one
+    place events become JSON; ivr_bridge/schema/events.schema.json describes it)."""
 
     type: str
     call_id: str
@@ -198,6 +245,24 @@ class UtteranceEvent:
     wall_time: float
     data: Mapping[str, Any]
     id: str = field(default_factory=new_event_id)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, EventPayload) and self.type != self.data.TYPE:
+            raise ValueError(f"payload {type(self.data).__name__} is not a {self.type!r} event")
+
+    @classmethod
+    def of(
+        cls,
+        payload: EventPayload,
+        *,
+        call_id: str,
+        channel: str | None,
+        seq: int,
+        call_ms: int,
+        wall_time: float,
+    ) -> UtteranceEvent:
+        """An event from a typed payload; its type is the payload's."""
+        return cls(payload.TYPE, call_id, channel, seq, call_ms, wall_time, payload)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -209,5 +274,5 @@ class UtteranceEvent:
             "seq": self.seq,
             "call_ms": self.call_ms,
             "time": iso_utc(self.wall_time),
-            "data": dict(self.data),
+            "data": self.data.to_data() if isinstance(self.data, EventPayload) else dict(self.data),
         }

@@ -38,7 +38,7 @@ from ivr_bridge.transcribe.runner import Options, Progress, Transcriber
 from ivr_bridge.transcribe.storage import ObjectStorage
 
 if TYPE_CHECKING:
-    from ivr_bridge.local.server import LocalRecognizer
+    from ivr_bridge.local.server import EmbeddedSpeechKitServer
     from ivr_bridge.recognition.credentials import Credentials
 
 log = structlog.get_logger(__name__)
@@ -307,7 +307,7 @@ async def build_recordings(
     settings: Settings,
     *,
     clock: Clock,
-    embedded: LocalRecognizer | None = None,
+    embedded: EmbeddedSpeechKitServer | None = None,
     endpoint: str = "",
     tls: bool = True,
     credentials: Credentials | None = None,

@@ -1,6 +1,11 @@
-"""The websocket front door: route by path to a dialect, health checks, limits, drain.
+"""The websocket front door: route by path to a dialect, authenticate, health, limits, drain.
 
-The only module that imports websockets (the simulator aside, which is a client tool).
+The only module that imports websockets (the simulator aside, which is a client tool). It
+knows no dialect: the routes (path -> :class:`~ivr_bridge.dialects.registry.Route`) come
+from the caller. On each upgrade, before the websocket handshake completes, it refuses a
+browser ``Origin`` the route does not allow, builds an :class:`UpgradeRequest` and lets the
+dialect's factory authenticate it, so a refused upgrade is an HTTP 400/401/403 and never
+reaches call.py or opens a recognition session.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import Mapping
 from dataclasses import asdict
 from http import HTTPStatus
 
@@ -22,17 +28,13 @@ from websockets.http11 import Request, Response
 from ivr_bridge import __version__
 from ivr_bridge.call import Call, CallOptions
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
-from ivr_bridge.dialects.base import Dialect
-from ivr_bridge.dialects.twilio import TwilioDialect
+from ivr_bridge.dialects.base import Dialect, UpgradeRefused, UpgradeRequest
+from ivr_bridge.dialects.registry import Route
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.recognition.base import Recognizer
 
 log = structlog.get_logger(__name__)
-
-DIALECTS: dict[str, Callable[[], Dialect]] = {
-    "/twilio": TwilioDialect,
-}
 
 
 class _WebsocketStream:
@@ -57,10 +59,38 @@ class _WebsocketStream:
         await self._ws.close(code, reason)
 
 
+def upgrade_request(
+    request: Request, *, remote_address: str, public_url: str, now: float
+) -> UpgradeRequest:
+    """The upgrade as a dialect factory sees it; ``url`` is what the platform called (and
+    signed): ``public_url`` (or ws:// and the Host header) plus the path and query as sent."""
+    path, _, query = request.path.partition("?")
+    pairs = tuple((name.lower(), value) for name, value in request.headers.raw_items())
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        headers.setdefault(name, value)
+    base = public_url.rstrip("/") if public_url else "ws://" + headers.get("host", "localhost")
+    return UpgradeRequest(
+        path=path,
+        query_string=query,
+        headers=headers,
+        header_list=pairs,
+        url=base + request.path,
+        remote_address=remote_address,
+        now=now,
+    )
+
+
 class BridgeServer:
+    """Serves one websocket per call on the given routes; GET /healthz, /readyz, /metrics.
+
+    ``start()`` listens; ``drain()`` stops taking calls and ends the live ones politely.
+    """
+
     def __init__(
         self,
         *,
+        routes: Mapping[str, Route],
         recognizer: Recognizer,
         bus: EventBus,
         options: CallOptions,
@@ -73,7 +103,14 @@ class BridgeServer:
         max_calls: int = 500,
         recognizer_label: str = "",
         clock: Clock = SYSTEM_CLOCK,
+        public_url: str = "",
     ) -> None:
+        self._routes = dict(routes)
+        self._public_url = public_url
+        # The dialect a factory built in process_request, for the handler of that connection.
+        self._accepted: weakref.WeakKeyDictionary[ServerConnection, tuple[Route, Dialect]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._recognizer = recognizer
         self._bus = bus
         self._options = options
@@ -120,7 +157,15 @@ class BridgeServer:
             open_timeout=self._open_timeout,
             close_timeout=5,
         )
-        log.info("bridge_listening", host=self._host, port=self.port, paths=sorted(DIALECTS))
+        log.info(
+            "bridge_listening",
+            host=self._host,
+            port=self.port,
+            paths={path: route.auth for path, route in sorted(self._routes.items())},
+        )
+        for route in self._routes.values():
+            if route.auth == "none":
+                log.info("dialect_unauthenticated", dialect=route.name, path=route.path)
         return self.port
 
     # ---- HTTP side: health and routing before the upgrade ------------------------------
@@ -163,27 +208,59 @@ class BridgeServer:
         if path == "/readyz":
             status = HTTPStatus.SERVICE_UNAVAILABLE if self._draining else HTTPStatus.OK
             return self._json(status, {"ready": not self._draining})
-        if path.rstrip("/") not in DIALECTS:
+        route = self._routes.get(path.rstrip("/"))
+        if route is None:
             return self._json(HTTPStatus.NOT_FOUND, {"error": "unknown path"})
-        if "?" in request.path and path.rstrip("/") == "/twilio":
-            # Twilio never sends a query string; refusing one keeps tokens out of URLs and logs.
-            return self._json(HTTPStatus.BAD_REQUEST, {"error": "query strings are not accepted"})
         if self._draining or len(self._calls) >= self._max_calls:
             self.calls_rejected += 1
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not accepting calls"})
+        return self._open_dialect(connection, request, route)
+
+    def _open_dialect(
+        self, connection: ServerConnection, request: Request, route: Route
+    ) -> Response | None:
+        """Origin check, then the factory's authentication; None lets the handshake go on."""
+        remote = connection.remote_address
+        address = str(remote[0]) if remote else ""
+        origin = request.headers.get("Origin")
+        try:
+            if origin is not None and origin not in route.allowed_origins:
+                # Platforms send no Origin; a browser does (cross-site websocket hijacking).
+                raise UpgradeRefused(403, "origin not allowed")
+            upgrade = upgrade_request(
+                request, remote_address=address, public_url=self._public_url, now=self._clock.wall()
+            )
+            dialect = route.factory.open(upgrade)
+        except UpgradeRefused as refused:
+            self.metrics.upgrade_refused(route.name, refused.reason)
+            log.warning(
+                "upgrade_refused",
+                dialect=route.name,
+                status=refused.status,
+                reason=refused.reason,
+                remote=address,
+            )
+            status = HTTPStatus(refused.status)
+            return self._json(status, {"error": refused.reason})
+        except Exception:
+            # A bug in one factory refuses that upgrade; the server and other calls go on.
+            log.exception("dialect_factory_failed", dialect=route.name)
+            self.metrics.upgrade_refused(route.name, "internal error")
+            return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
+        self._accepted[connection] = (route, dialect)
         return None
 
     # ---- one websocket = one call -------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        path = ws.request.path.split("?", 1)[0].rstrip("/") if ws.request else ""
-        factory = DIALECTS.get(path)
-        if factory is None:
+        accepted = self._accepted.pop(ws, None)
+        if accepted is None:  # process_request refused or never ran: nothing to serve
             await ws.close(1008, "unknown path")
             return
+        _, dialect = accepted
         call = Call(
             call_id="call_" + uuid.uuid4().hex[:20],
-            dialect=factory(),
+            dialect=dialect,
             stream=_WebsocketStream(ws),
             recognizer=self._recognizer,
             options=self._options,
@@ -209,7 +286,7 @@ class BridgeServer:
         if self._calls:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), timeout_s)
+                await self._clock.wait_for(self._idle.wait(), timeout_s)
         for call in list(self._calls):
             call.request_stop()
         if self._calls:

@@ -1,31 +1,73 @@
-"""Play audio into a bridge as a Twilio call: the PBX side, for demos, tests and load.
+"""Play audio into a bridge as a platform's call: the PBX side, for demos, tests and load.
 
-Frames go out on an absolute schedule (frame ``i`` is due at ``start + i * 20 ms`` on the
+The platform is a client encoder (:class:`~ivr_bridge.simulators.base.ClientEncoder`): it
+frames the audio, DTMF and goodbye in its dialect and authenticates the upgrade as that
+platform does. :data:`ENCODERS` lists one per dialect this build simulates (``ivr-bridge
+simulate --dialect NAME``); Twilio is the default.
+
+Frames go out on an absolute schedule (frame ``i`` is due at ``start + i * frame_ms`` on the
 injected clock), so pacing never drifts however long the call; ``fast`` drops the pacing but
 still yields to the event loop. A gap stops media for a while without losing audio and moves
-the media timestamps on, which is what the bridge sees when Twilio goes quiet or a call is on
-hold. Wire framing comes from :class:`~ivr_bridge.dialects.twilio.TwilioStreamEncoder`, so the
-simulator and the dialect's tests agree on what Twilio sends.
+the media timestamps on, which is what the bridge sees when a platform goes quiet or a call
+is on hold. Twilio's framing comes from
+:class:`~ivr_bridge.simulators.twilio.TwilioStreamEncoder`, so the simulator and the
+dialect's tests agree on what Twilio sends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from ivr_bridge.audio.codecs import ULAW_SILENCE, pcm16_to_ulaw, samples_for_ms, silence
+from ivr_bridge.audio.codecs import resample, samples_for_ms, silence
 from ivr_bridge.audio.wav import read_wav
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
-from ivr_bridge.dialects.twilio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, TwilioStreamEncoder
+from ivr_bridge.simulators.base import ClientAuth, ClientEncoder, Frame
+from ivr_bridge.simulators.twilio import SAMPLE_RATE, TwilioStreamEncoder
+from ivr_bridge.simulators.twilio_family import (
+    ExotelStreamEncoder,
+    PlivoStreamEncoder,
+    SignalWireStreamEncoder,
+    TelnyxStreamEncoder,
+)
 
 _TRACK_SETS = {"inbound": ("inbound",), "both": ("inbound", "outbound")}
-_OUTBOUND_SILENCE = pcm16_to_ulaw(silence(FRAME_BYTES))
+
+# name -> encoder class, each taking tracks=, custom_parameters= and auth= keywords.
+ENCODERS: dict[str, Callable[..., ClientEncoder]] = {
+    "twilio": TwilioStreamEncoder,
+    "signalwire": SignalWireStreamEncoder,
+    "telnyx": TelnyxStreamEncoder,
+    "plivo": PlivoStreamEncoder,
+    "exotel": ExotelStreamEncoder,
+}
+DISPLAY_NAMES = {"twilio": "Twilio", "signalwire": "SignalWire", "telnyx": "Telnyx",
+                 "plivo": "Plivo", "exotel": "Exotel"}  # fmt: skip
+
+
+def make_encoder(
+    dialect: str,
+    *,
+    tracks: str = "inbound",
+    custom_parameters: Mapping[str, str] | None = None,
+    auth: ClientAuth | None = None,
+    **kwargs: Any,
+) -> ClientEncoder:
+    """A fresh encoder for ``dialect`` (a name in :data:`ENCODERS`)."""
+    if dialect not in ENCODERS:
+        raise ValueError(f"no simulator for dialect {dialect!r} (have: {sorted(ENCODERS)})")
+    if tracks not in _TRACK_SETS:
+        raise ValueError("tracks must be 'inbound' or 'both'")
+    return ENCODERS[dialect](
+        tracks=_TRACK_SETS[tracks], custom_parameters=custom_parameters, auth=auth, **kwargs
+    )
 
 
 @dataclass
@@ -33,14 +75,15 @@ class SimulationReport:
     """What the simulated PBX sent and how the bridge ended the call."""
 
     url: str
-    call_sid: str
-    stream_sid: str
+    call_sid: str  # the platform's call id
+    stream_sid: str  # the platform's stream id
     tracks: tuple[str, ...]
     fast: bool
+    dialect: str = "twilio"
     frames_sent: int = 0  # inbound media frames
     outbound_frames_sent: int = 0
     audio_ms: int = 0  # inbound audio sent, including trailing silence
-    bytes_sent: int = 0  # mu-law payload bytes, all tracks
+    bytes_sent: int = 0  # encoded audio payload bytes, all tracks
     messages_sent: int = 0  # every text frame, connected and stop included
     dtmf_sent: int = 0
     gap_ms: int = 0
@@ -65,7 +108,8 @@ class SimulationReport:
         )
         closer = "bridge" if self.closed_by_server else "simulator"
         lines = [
-            f"simulated Twilio call {self.call_sid} -> {self.url}",
+            f"simulated {DISPLAY_NAMES.get(self.dialect, self.dialect)} call"
+            f" {self.call_sid} -> {self.url}",
             f"  stream {self.stream_sid}, tracks: {', '.join(self.tracks)}",
             f"  media: {self.frames_sent} frames, {self.audio_ms / 1000:.2f} s of audio,"
             f" {self.bytes_sent} bytes ({self.outbound_frames_sent} outbound frames)",
@@ -90,34 +134,38 @@ class _Step:
     digit: str = ""
 
 
-def _plan(
-    mulaw: bytes,
+def _plan(  # noqa: PLR0917
+    pcm: bytes,
+    frame_samples: int,
+    frame_ms: int,
     tracks: tuple[str, ...],
     dtmf: Sequence[tuple[float, str]],
     gap_at_s: float | None,
     gap_s: float,
 ) -> tuple[Iterator[_Step], float]:
     """The call as steps in media time, generated lazily (an hour of audio is 180k frames)."""
-    frames = -(-len(mulaw) // FRAME_BYTES)
-    end_s = frames * FRAME_MS / 1000
+    frame_bytes = frame_samples * 2
+    frames = -(-len(pcm) // frame_bytes)
+    end_s = frames * frame_ms / 1000
     specials = [_Step(min(max(at, 0.0), end_s), 1, "dtmf", digit=d) for at, d in dtmf]
     if gap_at_s is not None and gap_s > 0:
         specials.append(_Step(min(max(gap_at_s, 0.0), end_s), 0, "gap"))
     specials.sort(key=lambda s: (s.at_s, s.order))
+    quiet = silence(frame_samples)
 
     def steps() -> Iterator[_Step]:
         pending = iter(specials)
         special = next(pending, None)
         for i in range(frames):
-            at = i * FRAME_MS / 1000
+            at = i * frame_ms / 1000
             while special is not None and special.at_s <= at:
                 yield special
                 special = next(pending, None)
-            frame = mulaw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]
-            frame += bytes([ULAW_SILENCE]) * (FRAME_BYTES - len(frame))  # Twilio: always 20 ms
+            frame = pcm[i * frame_bytes : (i + 1) * frame_bytes]
+            frame += bytes(frame_bytes - len(frame))  # platforms send whole frames
             yield _Step(at, 2, "media", "inbound", frame)
             if "outbound" in tracks:
-                yield _Step(at, 3, "media", "outbound", _OUTBOUND_SILENCE)
+                yield _Step(at, 3, "media", "outbound", quiet)
         while special is not None:
             yield special
             special = next(pending, None)
@@ -139,14 +187,18 @@ async def simulate_pcm(
     trailing_silence_s: float = 1.0,
     close_timeout_s: float = 30.0,
     open_timeout_s: float = 10.0,
-    encoder: TwilioStreamEncoder | None = None,
+    encoder: ClientEncoder | None = None,
+    dialect: str = "twilio",
+    auth: ClientAuth | None = None,
+    sample_rate: int = SAMPLE_RATE,
 ) -> SimulationReport:
-    """Send PCM16 mono 8 kHz audio as one Twilio Media Streams call and wait for the close.
+    """Send PCM16 mono audio (at ``sample_rate``) as one call and wait for the bridge's close.
 
-    ``dtmf`` holds (media seconds, digit) pairs. ``gap_at_s``/``gap_s`` pause media at that
-    point of the audio for that long (on the clock, also when ``fast``: a gap is about time).
-    ``trailing_silence_s`` of silence follows the audio so the recognizer can finish the last
-    utterance, as a real caller's line would stay open.
+    The call is framed by ``encoder``, or a fresh one for ``dialect`` authenticating with
+    ``auth``. ``dtmf`` holds (media seconds, digit) pairs. ``gap_at_s``/``gap_s`` pause media
+    at that point of the audio for that long (on the clock, also when ``fast``: a gap is about
+    time). ``trailing_silence_s`` of silence follows the audio so the recognizer can finish the
+    last utterance, as a real caller's line would stay open.
     """
     if tracks not in _TRACK_SETS:
         raise ValueError("tracks must be 'inbound' or 'both'")
@@ -154,26 +206,39 @@ async def simulate_pcm(
         raise ValueError("durations must not be negative")
     track_set = _TRACK_SETS[tracks]
     if encoder is None:
-        encoder = TwilioStreamEncoder(tracks=track_set, custom_parameters=custom_parameters)
+        encoder = make_encoder(
+            dialect, tracks=tracks, custom_parameters=custom_parameters, auth=auth
+        )
     elif encoder.tracks != track_set:
         raise ValueError("the encoder's tracks differ from tracks")
-    trailing = silence(samples_for_ms(trailing_silence_s * 1000, SAMPLE_RATE))
-    steps, end_s = _plan(pcm16_to_ulaw(pcm + trailing), track_set, dtmf, gap_at_s, gap_s)
+    rate = encoder.sample_rate
+    trailing = silence(samples_for_ms(trailing_silence_s * 1000, sample_rate))
+    audio = resample(pcm + trailing, sample_rate, rate) if rate != sample_rate else pcm + trailing
+    frame_samples = rate * encoder.frame_ms // 1000
+    steps, end_s = _plan(audio, frame_samples, encoder.frame_ms, track_set, dtmf, gap_at_s, gap_s)
     report = SimulationReport(
         url=url,
-        call_sid=encoder.call_sid,
-        stream_sid=encoder.stream_sid,
+        call_sid=encoder.call_id,
+        stream_sid=encoder.stream_id,
         tracks=track_set,
         fast=fast,
+        dialect=encoder.dialect,
     )
+    dial_url, headers = encoder.upgrade(url)
     wall0, clock0 = time.perf_counter(), clock.now()
-    async with connect(url, compression=None, open_timeout=open_timeout_s) as ws:
-        reader = asyncio.create_task(_read(ws, report))
+    async with connect(
+        dial_url, compression=None, open_timeout=open_timeout_s, additional_headers=headers
+    ) as ws:
+        reader = asyncio.create_task(_read(ws, encoder, report))
         try:
-            await _send_all(
+            said_goodbye = await _send_all(
                 ws, encoder, steps, end_s=end_s, report=report, clock=clock, fast=fast, gap_s=gap_s
             )
-            await _await_close(ws, reader, clock, close_timeout_s)
+            if said_goodbye:
+                await _await_close(ws, reader, clock, close_timeout_s)
+            elif report.stop_sent:  # the platform's goodbye is closing the socket (Plivo)
+                await ws.close(1000, "stream ended")
+                await asyncio.gather(reader, return_exceptions=True)
         finally:
             if not reader.done():
                 reader.cancel()
@@ -200,9 +265,12 @@ async def simulate_call(
     dtmf: Sequence[tuple[float, str]] = (),
     trailing_silence_s: float = 1.0,
     close_timeout_s: float = 30.0,
+    dialect: str = "twilio",
+    auth: ClientAuth | None = None,
 ) -> SimulationReport:
-    """Play any WAV file (converted to 8 kHz mono) as a Twilio call; see :func:`simulate_pcm`."""
-    pcm = await asyncio.to_thread(read_wav, wav_path, SAMPLE_RATE)
+    """Play any WAV file as a call in ``dialect``; see :func:`simulate_pcm`."""
+    encoder = make_encoder(dialect, tracks=tracks, custom_parameters=custom_parameters, auth=auth)
+    pcm = await asyncio.to_thread(read_wav, wav_path, encoder.sample_rate)
     return await simulate_pcm(
         url,
         pcm,
@@ -210,17 +278,18 @@ async def simulate_call(
         gap_at_s=gap_at_s,
         gap_s=gap_s,
         clock=clock,
-        custom_parameters=custom_parameters,
         tracks=tracks,
         dtmf=dtmf,
         trailing_silence_s=trailing_silence_s,
         close_timeout_s=close_timeout_s,
+        encoder=encoder,
+        sample_rate=encoder.sample_rate,
     )
 
 
 async def _send_all(
     ws: ClientConnection,
-    encoder: TwilioStreamEncoder,
+    encoder: ClientEncoder,
     steps: Iterator[_Step],
     *,
     end_s: float,
@@ -228,11 +297,12 @@ async def _send_all(
     clock: Clock,
     fast: bool,
     gap_s: float,
-) -> None:
-    """Send the call; a bridge that closes early just ends it (the report says how)."""
+) -> bool:
+    """Send the call; a bridge that closes early just ends it (the report says how).
+    True when the platform's goodbye went out as frames (then the bridge closes)."""
 
-    async def send(text: str) -> None:
-        await ws.send(text)
+    async def send(frame: Frame) -> None:
+        await ws.send(frame)
         report.messages_sent += 1
 
     async def wait_until(media_s: float) -> None:
@@ -246,8 +316,8 @@ async def _send_all(
             report.max_lag_ms = max(report.max_lag_ms, -delay * 1000)
 
     try:
-        await send(encoder.connected())
-        await send(encoder.start())
+        for frame in encoder.opening():
+            await send(frame)
         t0, paused_s = clock.now(), 0.0
         for step in steps:
             await wait_until(step.at_s)
@@ -257,31 +327,40 @@ async def _send_all(
                 encoder.skip(gap_s * 1000)
                 report.gap_ms += round(gap_s * 1000)
             elif step.kind == "dtmf":
-                await send(encoder.dtmf(step.digit))
+                for frame in encoder.digit(step.digit):
+                    await send(frame)
                 report.dtmf_sent += 1
             else:
-                await send(encoder.media(step.payload, track=step.track))
-                report.bytes_sent += len(step.payload)
+                frame, size = encoder.audio(step.payload, step.track)
+                await send(frame)
+                report.bytes_sent += size
                 if step.track == "inbound":
                     report.frames_sent += 1
-                    report.audio_ms += FRAME_MS
+                    report.audio_ms += encoder.frame_ms
                 else:
                     report.outbound_frames_sent += 1
         await wait_until(end_s)
-        await send(encoder.stop())
+        goodbye = encoder.closing()
+        for frame in goodbye:
+            await send(frame)
         report.stop_sent = True
+        return bool(goodbye)
     except ConnectionClosed:
-        return
+        return False
 
 
-async def _read(ws: ClientConnection, report: SimulationReport) -> None:
-    """Collect what the bridge sends (back-channel media, marks, clears) until it closes."""
+async def _read(ws: ClientConnection, encoder: ClientEncoder, report: SimulationReport) -> None:
+    """Collect what the bridge sends (back-channel media, marks, clears) until it closes,
+    answering whatever the platform's protocol answers."""
     try:
         async for message in ws:
             if isinstance(message, str):
                 report.received.append(message)
             else:
                 report.binary_received += 1
+            for reply in encoder.on_server_frame(message):
+                await ws.send(reply)
+                report.messages_sent += 1
     except ConnectionClosed:
         return
 
@@ -289,7 +368,7 @@ async def _read(ws: ClientConnection, report: SimulationReport) -> None:
 async def _await_close(
     ws: ClientConnection, reader: asyncio.Task[None], clock: Clock, timeout_s: float
 ) -> None:
-    """Twilio waits for the bridge to close after ``stop``; so do we, within a bound."""
+    """Platforms wait for the bridge to close after their goodbye; so do we, within a bound."""
     timer = asyncio.ensure_future(clock.sleep(timeout_s))
     try:
         await asyncio.wait({reader, timer}, return_when=asyncio.FIRST_COMPLETED)

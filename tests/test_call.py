@@ -7,11 +7,12 @@ from typing import Any
 
 from ivr_bridge.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
 from ivr_bridge.call import Call, CallOptions
-from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events.console import CallbackSink
-from ivr_bridge.model import UtteranceEvent
+from ivr_bridge.model import Audio, CallEnded, DialectEvent, MediaGap, UtteranceEvent
 from ivr_bridge.recognition.base import SessionConfig
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 from tests.fakes import FakeRecognizer, silence_pcm
 from tests.fakes import word_pcm as _word_pcm
 
@@ -174,3 +175,252 @@ async def test_request_stop_ends_a_live_call_politely() -> None:
     await bus.aclose()
     assert stream.closed == (1001, "bridge shutting down")
     assert events[-1].data["reason"] == "shutdown"
+
+
+# ---- the two-way dialect interface ------------------------------------------------------------
+
+
+class EchoDialect:
+    """A tiny protocol with a handshake, replies and a goodbye, to watch call.py drive it.
+
+    "open" -> CallStarted and "opened"; "ping" -> "pong"; "gap N" -> MediaGap(N ms);
+    "audio N" -> N ms of silence; "bye" -> "closed" and a close; "bad" -> DialectError with an
+    "error" goodbye queued. close(reason) queues "disconnect:<reason>".
+    """
+
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.out: list[str | bytes] = []
+        self.close_code: tuple[int, str] | None = None
+        self.eof = 0
+        self.sent: list[object] = []
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"mark", "disconnect"})
+
+    def receive_text(self, text: str) -> list[DialectEvent]:
+        from ivr_bridge.errors import DialectError
+        from ivr_bridge.model import (
+            CallStarted,
+            ChannelInfo,
+            MediaFormat,
+        )
+
+        if text == "open":
+            self.out.append("opened")
+            return [
+                CallStarted("echo", "P1", "S1", (ChannelInfo("caller", "in"),),
+                            MediaFormat("l16", 8000), 8000)
+            ]  # fmt: skip
+        if text == "ping":
+            self.out.append("pong")
+            return []
+        if text.startswith("gap "):
+            return [MediaGap("caller", int(text[4:]))]
+        if text.startswith("audio "):
+            return [Audio("caller", bytes(16 * int(text[6:])))]
+        if text == "bye":
+            self.out.append("closed")
+            self.close_code = (1000, "echo closed")
+            return []
+        self.out.append("error")
+        raise DialectError("bad message", 1002)
+
+    def receive_bytes(self, data: bytes) -> list[DialectEvent]:
+        return []
+
+    def receive_eof(self) -> list[DialectEvent]:
+        self.eof += 1
+        return [CallEnded("dropped")]
+
+    def send(self, request: object) -> None:
+        from ivr_bridge.dialects.base import Disconnect, SendMark, UnsupportedRequest
+
+        if isinstance(request, SendMark):
+            self.out.append(f"mark:{request.name}")
+        elif isinstance(request, Disconnect):
+            self.out.append("disconnect:" + request.reason)
+            self.close_code = (1000, request.reason)
+        else:
+            raise UnsupportedRequest("echo carries marks only")
+
+    def close(self, reason: str) -> None:
+        self.out.append("disconnect:" + reason)
+
+    def data_to_send(self) -> list[str | bytes]:
+        out, self.out = self.out, []
+        return out
+
+    def close_to_send(self) -> tuple[int, str] | None:
+        return self.close_code
+
+
+async def run_echo(
+    messages: list[str | bytes], hold_open: bool = False
+) -> tuple[list[UtteranceEvent], ScriptedStream, Call, EchoDialect]:
+    events: list[UtteranceEvent] = []
+    bus = EventBus()
+    bus.add_sink(CallbackSink(events.append))
+    stream = ScriptedStream(messages, hold_open=hold_open)
+    dialect = EchoDialect()
+    call = Call(
+        call_id="call_echo",
+        dialect=dialect,
+        stream=stream,
+        recognizer=FakeRecognizer(),
+        options=CallOptions(session=SessionConfig(sample_rate=8000)),
+        bus=bus,
+    )
+    await asyncio.wait_for(call.run(), 20)
+    await bus.aclose()
+    return events, stream, call, dialect
+
+
+async def test_replies_are_flushed_after_each_message_and_the_dialect_closes() -> None:
+    _, stream, call, _ = await run_echo(["open", "ping", "ping", "bye", "ping"])
+    assert stream.sent == ["opened", "pong", "pong", "closed"]
+    assert stream.closed == (1000, "echo closed")
+    assert call.end_reason == "closed_by_dialect"
+
+
+async def test_protocol_error_flushes_the_goodbye_before_closing() -> None:
+    events, stream, call, _ = await run_echo(["open", "bad"])
+    assert stream.sent == ["opened", "error", "disconnect:bad message"]
+    assert stream.closed == (1002, "bad message")
+    assert call.end_reason == "protocol_error" == events[-1].data["reason"]
+
+
+async def test_socket_drop_tells_the_dialect() -> None:
+    events, stream, call, dialect = await run_echo(["open"])
+    assert dialect.eof == 1 and stream.closed is None
+    assert call.end_reason == "dropped" == events[-1].data["reason"]
+
+
+async def test_send_flushes_and_disconnect_ends_the_call() -> None:
+    from ivr_bridge.dialects.base import Disconnect, SendEvent, SendMark, UnsupportedRequest
+
+    bus = EventBus()
+    events: list[UtteranceEvent] = []
+    bus.add_sink(CallbackSink(events.append))
+    stream = ScriptedStream(["open"], hold_open=True)
+    call = Call(
+        call_id="c",
+        dialect=EchoDialect(),
+        stream=stream,
+        recognizer=FakeRecognizer(),
+        options=CallOptions(session=SessionConfig(sample_rate=8000)),
+        bus=bus,
+    )
+    task = asyncio.create_task(call.run())
+    while "opened" not in stream.sent:
+        await asyncio.sleep(0.01)
+    assert call.capabilities == frozenset({"mark", "disconnect"})
+    await call.send(SendMark("m1"))
+    assert stream.sent[-1] == "mark:m1"
+    try:
+        await call.send(SendEvent({"x": 1}))
+    except UnsupportedRequest:
+        pass
+    else:
+        raise AssertionError("an unsupported request must raise")
+    await call.send(Disconnect("transfer"))
+    await asyncio.wait_for(task, 10)
+    await bus.aclose()
+    assert stream.sent[-1] == "disconnect:transfer"
+    assert stream.closed == (1000, "transfer")
+    assert call.end_reason == "disconnect" == events[-1].data["reason"]
+
+
+async def test_shutdown_lets_the_dialect_say_goodbye() -> None:
+    stream = ScriptedStream(["open"], hold_open=True)
+    dialect = EchoDialect()
+    bus = EventBus()
+    call = Call(
+        call_id="c",
+        dialect=dialect,
+        stream=stream,
+        recognizer=FakeRecognizer(),
+        options=CallOptions(session=SessionConfig(sample_rate=8000)),
+        bus=bus,
+    )
+    task = asyncio.create_task(call.run())
+    while "opened" not in stream.sent:
+        await asyncio.sleep(0.01)
+    call.request_stop()
+    await asyncio.wait_for(task, 10)
+    await bus.aclose()
+    assert stream.sent[-1] == "disconnect:bridge shutting down"
+    assert stream.closed == (1001, "bridge shutting down")
+
+
+async def test_reported_gaps_go_on_the_timeline_once() -> None:
+    events, _, _, _ = await run_echo(["open", "audio 100", "gap 400", "audio 100"])
+    ended = events[-1].data
+    caller = ended["channels"]["caller"]
+    # 200 ms of audio plus the 400 ms the PBX reported lost: the timeline is 600 ms.
+    assert ended["audio_ms_received"] == 200
+    assert ended["duration_ms"] >= 600
+    assert caller["keepalive_ms"] == 400
+
+
+class StepClock:
+    """A clock that moves only when told: keepalive decisions become deterministic."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0.001)
+
+    async def wait_for(self, awaitable: Any, timeout: float | None) -> Any:
+        return await asyncio.wait_for(awaitable, None)
+
+
+class QueuedStream(ScriptedStream):
+    """Messages arrive when the test puts them."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def recv(self) -> str | bytes | None:
+        return await self.queue.get()
+
+
+async def test_a_gap_already_covered_by_keepalive_is_not_counted_twice() -> None:
+    clock = StepClock()
+    events: list[UtteranceEvent] = []
+    bus = EventBus()
+    bus.add_sink(CallbackSink(events.append))
+    stream = QueuedStream()
+    call = Call(
+        call_id="c",
+        dialect=EchoDialect(),
+        stream=stream,
+        recognizer=FakeRecognizer(),
+        options=CallOptions(session=SessionConfig(sample_rate=8000)),
+        bus=bus,
+        clock=clock,
+    )
+    task = asyncio.create_task(call.run())
+    for message in ("open", "audio 100"):
+        await stream.queue.put(message)
+    await asyncio.sleep(0.05)
+    clock.t += 3.0  # the PBX goes quiet for 3 s: the keepalive fills it with silence
+    await asyncio.sleep(0.05)
+    # ... then says 3.5 s were lost: only the 0.5 s the keepalive did not cover is added.
+    for last in ("gap 3500", "audio 100", None):
+        await stream.queue.put(last)
+    await asyncio.wait_for(task, 10)
+    await bus.aclose()
+    caller = events[-1].data["channels"]["caller"]
+    assert caller["audio_ms_received"] == 200
+    assert caller["keepalive_ms"] == 3500  # 3000 by the keepalive + 500 from the gap

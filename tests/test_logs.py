@@ -35,3 +35,21 @@ def test_console_format_and_level_filter() -> None:
     structlog.get_logger("t").warning("shown", token="x")
     text = out.getvalue()
     assert "hidden" not in text and "shown" in text and "token=[redacted]" in text
+
+
+async def test_bound_call_id_reaches_tasks_created_inside_the_call() -> None:
+    import asyncio
+
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    async def channel() -> None:
+        structlog.get_logger("recognition").info("recognition_retry", status="UNAVAILABLE")
+
+    with structlog.contextvars.bound_contextvars(call_id="call_7", dialect="twilio"):
+        task = asyncio.create_task(channel())
+    structlog.get_logger("server").info("outside_the_call")
+    await task
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert second["event"] == "recognition_retry" and second["call_id"] == "call_7"
+    assert first["event"] == "outside_the_call" and "call_id" not in first

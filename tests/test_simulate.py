@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -22,9 +22,12 @@ from websockets.exceptions import ConnectionClosed
 
 from ivr_bridge.audio.wav import pcm16_wav_bytes
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock, ScaledClock
-from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.model import Audio, CallEnded, CallStarted, DialectEvent, Dtmf
 from ivr_bridge.simulate import SimulationReport, simulate_call, simulate_pcm
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder
+
+_T = TypeVar("_T")
 
 
 def tone_pcm(seconds: float, rate: int = 8000) -> bytes:
@@ -174,69 +177,148 @@ async def test_simulate_call_reads_any_wav(tmp_path: Path) -> None:
 
 
 # ---- pacing and the gap ------------------------------------------------------------------------
+#
+# The schedule is checked on the injected clock from the times the simulator encoded each
+# message, so the assertions are exact and no test depends on how busy the machine is.
 
 
-async def test_real_time_pacing_on_a_scaled_clock() -> None:
-    clock = ScaledClock(speed=10)
+class SteppedClock:
+    """Time that moves only when a task sleeps on it; each sleep yields briefly for real.
+
+    While the simulator is the only sleeper, ``now()`` at each send is exactly the time the
+    schedule asked for. A sleep cut short (cancelled) does not move time at all.
+    """
+
+    REAL_PER_SECOND = 0.005  # real seconds spent per clock second, to let sockets interleave
+
+    def __init__(self) -> None:
+        self._t = 100.0
+
+    def now(self) -> float:
+        return self._t
+
+    def wall(self) -> float:
+        return 1_750_000_000.0 + self._t
+
+    async def sleep(self, seconds: float) -> None:
+        target = self._t + max(0.0, seconds)
+        await asyncio.sleep(max(0.0, seconds) * self.REAL_PER_SECOND)
+        self._t = max(self._t, target)
+
+    async def wait_for(self, awaitable: Awaitable[_T], timeout: float | None) -> _T:
+        real = None if timeout is None else max(0.0, timeout) * self.REAL_PER_SECOND
+        return await asyncio.wait_for(awaitable, real)
+
+
+class TimedEncoder(TwilioStreamEncoder):
+    """Records the clock time at which the simulator produced each message: its send time."""
+
+    def __init__(self, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clock = clock
+        self.sent: list[tuple[str, float]] = []
+
+    def media(
+        self, mulaw: bytes, *, track: str = "inbound", timestamp_ms: int | None = None
+    ) -> str:
+        self.sent.append(("media", self.clock.now()))
+        return super().media(mulaw, track=track, timestamp_ms=timestamp_ms)
+
+    def stop(self) -> str:
+        self.sent.append(("stop", self.clock.now()))
+        return super().stop()
+
+    def times(self, kind: str) -> list[float]:
+        return [t for k, t in self.sent if k == kind]
+
+
+async def test_real_time_pacing_follows_the_injected_clock() -> None:
+    clock = SteppedClock()
+    encoder = TimedEncoder(clock)
     async with server(clock=clock) as (url, got):
-        report = await simulate_pcm(url, tone_pcm(2.0), clock=clock, trailing_silence_s=0)
-    times = [t for t, _ in got.media()]
-    assert len(times) == 100
-    span = times[-1] - times[0]
-    assert 1.95 <= span <= 2.3, span  # 99 frame intervals = 1.98 s of clock time
-    # An absolute schedule: frame i never arrives before start + i * 20 ms.
-    for i, t in enumerate(times):
-        assert t - times[0] >= i * 0.020 - 0.015
-    assert 1.95 <= report.elapsed_s <= 2.6
-    assert report.wall_s < 1.0  # ten times faster than real
+        report = await simulate_pcm(
+            url, tone_pcm(2.0), clock=clock, trailing_silence_s=0, encoder=encoder
+        )
+    times = encoder.times("media")
+    assert len(times) == 100 == len(got.media())
+    # An absolute schedule: frame i goes out at start + i * 20 ms, so pacing never drifts.
+    start = times[0]
+    assert times == pytest.approx([start + i * 0.020 for i in range(100)], abs=1e-9)
+    assert encoder.times("stop") == pytest.approx([start + 2.0], abs=1e-9)
+    assert report.elapsed_s == pytest.approx(2.0, abs=1e-9)
+    assert report.max_lag_ms == pytest.approx(0.0, abs=1e-6)
     assert "real time, max lag" in report.format_report()
 
 
 async def test_gap_pauses_media_and_moves_timestamps_on() -> None:
-    clock = ScaledClock(speed=10)
+    clock = SteppedClock()
+    encoder = TimedEncoder(clock)
     async with server(clock=clock) as (url, got):
         report = await simulate_pcm(
-            url, tone_pcm(1.0), clock=clock, gap_at_s=0.4, gap_s=2.0, trailing_silence_s=0
+            url,
+            tone_pcm(1.0),
+            clock=clock,
+            gap_at_s=0.4,
+            gap_s=2.0,
+            trailing_silence_s=0,
+            encoder=encoder,
         )
     media = got.media()
     assert len(media) == 50 and report.gap_ms == 2000
     stamps = [int(m["timestamp"]) for _, m in media]
     assert stamps[:20] == list(range(0, 400, 20))
     assert stamps[20:] == list(range(2400, 3000, 20))  # time passed during the gap
-    times = [t for t, _ in media]
-    intervals = [b - a for a, b in itertools.pairwise(times)]
-    longest = max(intervals)
-    assert intervals.index(longest) == 19  # between frame 19 and frame 20
-    assert 1.95 <= longest <= 2.3
-    assert sorted(intervals)[-2] < 0.5  # nothing else paused
+    intervals = [b - a for a, b in itertools.pairwise(encoder.times("media"))]
+    # Only the interval between frame 19 and frame 20 holds the gap; nothing else paused.
+    assert intervals == pytest.approx([0.02] * 19 + [2.02] + [0.02] * 29, abs=1e-9)
     assert got.dialect.counters.timestamp_gaps == 1
     assert got.dialect.counters.timestamp_gap_ms == 2000
-    assert 2.9 <= report.elapsed_s <= 3.6
+    assert report.elapsed_s == pytest.approx(3.0, abs=1e-9)
     assert "gap: 2.00 s" in report.format_report()
 
 
 async def test_gap_takes_time_even_when_fast() -> None:
-    clock = ScaledClock(speed=20)
+    clock = SteppedClock()
+    encoder = TimedEncoder(clock)
     async with server(clock=clock) as (url, got):
         report = await simulate_pcm(
             url, tone_pcm(0.2), fast=True, clock=clock, gap_at_s=0.1, gap_s=1.0,
-            trailing_silence_s=0,
+            trailing_silence_s=0, encoder=encoder,
         )  # fmt: skip
-    assert report.elapsed_s >= 1.0
+    # Fast sending takes no clock time, but the gap is about time: exactly its length passes.
+    assert report.elapsed_s == pytest.approx(1.0, abs=1e-9)
+    times = encoder.times("media")
+    assert times[:5] == [times[0]] * 5 and times[5:] == [times[0] + 1.0] * 5
     stamps = [int(m["timestamp"]) for _, m in got.media()]
     assert stamps == [0, 20, 40, 60, 80, 1100, 1120, 1140, 1160, 1180]
 
 
 async def test_gap_beyond_the_audio_happens_before_stop() -> None:
-    clock = ScaledClock(speed=20)
-    async with server(clock=clock) as (url, got):
+    clock = SteppedClock()
+    encoder = TimedEncoder(clock)
+    async with server(clock=clock) as (url, _):
         report = await simulate_pcm(
             url, tone_pcm(0.1), fast=True, clock=clock, gap_at_s=5.0, gap_s=0.5,
-            trailing_silence_s=0,
+            trailing_silence_s=0, encoder=encoder,
         )  # fmt: skip
     assert report.gap_ms == 500 and report.frames_sent == 5
-    stop_time = next(t for t, x in got.texts if json.loads(x)["event"] == "stop")
-    assert stop_time - got.media()[-1][0] >= 0.5
+    (stop_time,) = encoder.times("stop")
+    assert stop_time - encoder.times("media")[-1] == pytest.approx(0.5, abs=1e-9)
+
+
+async def test_pacing_on_a_scaled_clock_keeps_the_order_and_the_schedule() -> None:
+    """ScaledClock (real time, accelerated) runs the same schedule; only lateness can vary."""
+    clock = ScaledClock(speed=10)
+    encoder = TimedEncoder(clock)
+    async with server(clock=clock) as (url, got):
+        report = await simulate_pcm(
+            url, tone_pcm(0.5), clock=clock, trailing_silence_s=0, encoder=encoder
+        )
+    times = encoder.times("media")
+    assert len(times) == 25 == len(got.media())
+    # A frame may leave late (a busy machine), never early.
+    assert all(t >= times[0] + i * 0.020 - 1e-6 for i, t in enumerate(times))
+    assert report.elapsed_s >= 0.5
 
 
 # ---- how calls end -----------------------------------------------------------------------------
@@ -354,3 +436,37 @@ async def test_yields_to_the_loop_when_fast() -> None:
     finally:
         task.cancel()
     assert ticks >= 50
+
+
+def test_cli_refuses_an_unknown_dialect(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ivr_bridge import cli
+
+    # main() would bind the process-wide logger to this test's captured (then closed) stdout.
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    main = cli.main
+    assert main(["simulate", "--dialect", "nosuch", "--url", "ws://127.0.0.1:9/x", "a.wav"]) == 2
+    assert "no simulator for dialect 'nosuch'" in capsys.readouterr().err
+
+
+async def test_every_dialect_has_a_simulator_with_its_auth() -> None:
+    from ivr_bridge.dialects.registry import SPECS
+    from ivr_bridge.simulate import ENCODERS, make_encoder
+    from ivr_bridge.simulators.base import ClientAuth
+
+    assert {spec.name for spec in SPECS} <= set(ENCODERS)
+    url = "ws://h:1/p"
+    signed = make_encoder("twilio", auth=ClientAuth("signature", {"auth_token": "t"}))
+    assert set(signed.upgrade(url)[1]) == {"X-Twilio-Signature"}
+    plivo = make_encoder("plivo", auth=ClientAuth("token", {"token": "t"}))
+    assert plivo.upgrade(url) == ("ws://h:1/p?token=t", {})
+    exotel = make_encoder("exotel", auth=ClientAuth("basic", {"username": "u", "password": "p"}))
+    assert exotel.upgrade(url)[1]["Authorization"].startswith("Basic ")
+    assert make_encoder("signalwire", auth=ClientAuth("token", {"token": "t"})).upgrade(url)[1] == {
+        "Authorization": "Bearer t"
+    }
+    with pytest.raises(ValueError, match="no simulator"):
+        make_encoder("nosuch")
+    with pytest.raises(ValueError, match="caller only"):
+        make_encoder("exotel", tracks="both")

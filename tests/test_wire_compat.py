@@ -70,7 +70,8 @@ def b64(data: bytes) -> str:
 
 
 def to_dict(msg: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    result: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return result
 
 
 # ---- (a) requests: ours -> theirs --------------------------------------------------------
@@ -266,7 +267,7 @@ def test_package_service_and_method_names_match() -> None:
         unary_unary = unary_stream = stream_unary = stream_stream
 
     channel = Recording()
-    pb_grpc.RecognizerStub(channel)
+    pb_grpc.RecognizerStub(channel)  # type: ignore[no-untyped-call]  # generated, untyped
     assert channel.paths == theirs["recognizer_stub_paths"]
     assert channel.paths == ["/speechkit.stt.v3.Recognizer/RecognizeStreaming"]
 
@@ -346,12 +347,12 @@ async def run_official_client(
 async def test_official_client_streams_to_embedded_recognizer(tmp_path: Path) -> None:
     if not shutil.which(ESPEAK):
         pytest.skip("espeak-ng is not installed")
-    from ivr_bridge.local.server import LocalRecognizer, LocalRecognizerConfig
+    from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer
 
     wav, audio_ms = speech_wav(tmp_path, "hello world. please call me back tomorrow morning.")
     api_key = "local-test-key-0123456789"
-    rec = LocalRecognizer(
-        LocalRecognizerConfig(host="127.0.0.1", port=0, api_key=api_key), SYSTEM_CLOCK
+    rec = EmbeddedSpeechKitServer(
+        EmbeddedServerConfig(host="127.0.0.1", port=0, api_key=api_key), SYSTEM_CLOCK
     )
     port = await rec.start()
     try:

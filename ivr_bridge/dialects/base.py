@@ -87,7 +87,7 @@ class DialectSettings:
     enabled: bool = True
     path: str = ""
     auth: str = "none"
-    secrets: Mapping[str, str] = field(default_factory=_frozen)
+    secrets: Mapping[str, str] = field(default_factory=_frozen, repr=False)  # never in logs
     allowed_origins: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=_frozen)
 
@@ -193,7 +193,9 @@ class Dialect(Protocol):
 
     def close(self, reason: str) -> None:
         """The bridge is ending the call (shutdown, timeout, error): queue the protocol's
-        goodbye. Then send ``data_to_send()`` and close with ``close_to_send()``."""
+        goodbye. Then send ``data_to_send()`` and close with ``close_to_send()``, or with the
+        bridge's own code when that is None (a protocol whose goodbye is the close itself).
+        call.py calls it at most once, and not when the dialect already asked to close."""
         ...
 
     def data_to_send(self) -> list[str | bytes]:

@@ -1,29 +1,96 @@
-"""Append every event to a file as one JSON object per line."""
+"""Append every event to a file as one JSON object per line, surviving log rotation.
+
+The file is reopened on ``reopen()`` (the CLI calls it on SIGHUP through EventBus.reopen) and
+also whenever the path no longer names the open file: before each write the path's device
+and inode are compared with the open handle's (one stat call), so logrotate's rename or
+delete is noticed even without a signal. A failing write raises SinkError (counted by the bus,
+dead-lettered when configured) and the next write tries to reopen; nothing here crashes.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any, TextIO
 
-from ivr_bridge.errors import SinkError
+import structlog
+
+from ivr_bridge.errors import ConfigError, SinkError
 from ivr_bridge.model import UtteranceEvent
+
+log = structlog.get_logger(__name__)
 
 
 class JsonlSink:
+    """Open at construction (raises ConfigError naming the path when it cannot be)."""
+
     name = "jsonl"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.reopened = 0
+        self.write_errors = 0
+        self._fh: TextIO | None = None
+        self._identity: tuple[int, int] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._open()
+        except OSError as exc:
+            raise ConfigError("events.jsonl", f"cannot open {self.path}: {exc.strerror}") from exc
+
+    def _open(self) -> None:
         # Line-buffered append: each event is on disk when deliver returns, and appends from
         # one process never interleave mid-line.
-        self._fh = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        fh = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        st = os.fstat(fh.fileno())
+        self._close_handle()
+        self._fh = fh
+        self._identity = (st.st_dev, st.st_ino)
+
+    def _close_handle(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError as exc:
+                log.warning("jsonl_close_failed", error=exc.strerror)
+            self._fh = None
+
+    def _rotated(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True  # deleted or moved away
+        return (st.st_dev, st.st_ino) != self._identity
+
+    def reopen(self) -> None:
+        """Start a fresh handle on the path (SIGHUP). A failure is logged; writes retry it."""
+        try:
+            self._open()
+        except OSError as exc:
+            log.error("jsonl_reopen_failed", path=str(self.path), error=exc.strerror)
+            self._close_handle()
+            return
+        self.reopened += 1
+        log.info("jsonl_reopened", path=str(self.path))
+
+    def health(self) -> dict[str, Any]:
+        return {"open": self._fh is not None, "write_errors": self.write_errors}
 
     async def deliver(self, event: UtteranceEvent) -> None:
+        line = json.dumps(event.to_json(), ensure_ascii=False) + "\n"
         try:
-            self._fh.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
-        except OSError as exc:
-            raise SinkError(f"cannot write {self.path.name}: {exc.strerror}") from exc
+            if self._fh is None or self._rotated():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._open()
+                self.reopened += 1
+                log.info("jsonl_reopened", path=str(self.path), why="path changed")
+            assert self._fh is not None
+            self._fh.write(line)
+        except (OSError, ValueError) as exc:
+            self.write_errors += 1
+            reason = exc.strerror if isinstance(exc, OSError) else "file closed"
+            raise SinkError(f"cannot write {self.path.name}: {reason}") from exc
 
     async def aclose(self) -> None:
-        self._fh.close()
+        self._close_handle()

@@ -28,7 +28,8 @@ from ivr_bridge._proto import stt_v3_async_pb2 as apb
 from ivr_bridge._proto import stt_v3_async_pb2_grpc as apb_grpc
 from ivr_bridge._proto import stt_v3_pb2 as pb3
 from ivr_bridge.local.async_jobs import AsyncJobs, AudioSpec
-from ivr_bridge.local.server import LocalRecognizer, SessionError, check_authorization
+from ivr_bridge.local.rules import SessionError, check_authorization
+from ivr_bridge.local.server import EmbeddedSpeechKitServer
 
 _add_async: Callable[[Any, Any], None] = apb_grpc.add_AsyncRecognizerServicer_to_server
 _add_operations: Callable[[Any, Any], None] = op_grpc.add_OperationServiceServicer_to_server
@@ -58,7 +59,7 @@ def audio_spec(model: pb3.RecognitionModelOptions) -> AudioSpec:
 
 
 class _Base:
-    def __init__(self, owner: LocalRecognizer, jobs: AsyncJobs) -> None:
+    def __init__(self, owner: EmbeddedSpeechKitServer, jobs: AsyncJobs) -> None:
         self._owner = owner
         self._jobs = jobs
 
@@ -129,7 +130,7 @@ class OperationServicer(_Base, op_grpc.OperationServiceServicer):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "recognition cannot be cancelled")
 
 
-def add_async_services(owner: LocalRecognizer, jobs: AsyncJobs, server: Any) -> None:
+def add_async_services(owner: EmbeddedSpeechKitServer, jobs: AsyncJobs, server: Any) -> None:
     """Serve AsyncRecognizer and OperationService on the embedded recognizer's server."""
     _add_async(AsyncRecognizerServicer(owner, jobs), server)
     _add_operations(OperationServicer(owner, jobs), server)

@@ -45,10 +45,10 @@ from ivr_bridge._proto import stt_v3_pb2 as pb3
 from ivr_bridge.audio.codecs import resample
 from ivr_bridge.local.engine import EngineEou, EngineEvent, EngineFinal, EngineOptions
 from ivr_bridge.local.normalize import normalize_words
-from ivr_bridge.local.server import SessionError
+from ivr_bridge.local.rules import SessionError
 
 if TYPE_CHECKING:
-    from ivr_bridge.local.server import LocalRecognizer
+    from ivr_bridge.local.server import EmbeddedSpeechKitServer
 
 log = structlog.get_logger(__name__)
 
@@ -151,7 +151,7 @@ def decode(data: bytes, spec: AudioSpec) -> tuple[list[bytes], int]:
 class AsyncJobs:
     """The embedded recognizer's asynchronous operations (one per RecognizeFile request)."""
 
-    def __init__(self, owner: LocalRecognizer, *, requests_per_hour: int = 500) -> None:
+    def __init__(self, owner: EmbeddedSpeechKitServer, *, requests_per_hour: int = 500) -> None:
         self._owner = owner
         self._jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -287,16 +287,19 @@ class AsyncJobs:
             target = 16000 if rate > 8000 else 8000
             pcm = await asyncio.to_thread(resample, pcm, rate, target)
             rate = target
-        owner = self._owner
-        session = await owner.run_blocking(owner.engine.open_session, EngineOptions(rate))
+        # Decoding goes through the server's engine pool like a streaming session: pinned to
+        # the least-loaded worker, one call per turn, never on the event loop.
+        engine = self._owner.pool.assign()
         result = ChannelResult()
         step = 2 * rate * FEED_MS // 1000
         try:
+            await engine.open(EngineOptions(rate))
             for pos in range(0, len(pcm), step):
-                self._collect(result, await owner.run_blocking(session.feed, pcm[pos : pos + step]))
-            self._collect(result, await owner.run_blocking(session.finish))
+                reply = await engine.call("feed", pcm[pos : pos + step])
+                self._collect(result, reply.events)
+            self._collect(result, (await engine.call("finish")).events)
         finally:
-            await owner.run_blocking(session.close)
+            engine.release()
         return result
 
     @staticmethod

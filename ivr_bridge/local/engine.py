@@ -3,8 +3,9 @@
 The gRPC server (``server.py``) owns the protocol: options, limits, the idle rule, cursors and
 the response messages. An engine owns the audio: it takes PCM16 at the session's rate (and
 declared silence), finds utterances, and reports what it heard as plain events with
-session-relative milliseconds. Engine calls are blocking and run in a worker thread, one call
-at a time per session; the server never touches an engine session from two threads at once.
+session-relative milliseconds. Engine calls are blocking and run in a worker (``workers.py``:
+a worker process for engines marked ``parallel``, else a thread), one call at a time per
+session; the server never touches an engine session from two threads at once.
 
 Engines are looked up by name (``LocalRecognizerConfig.engine``): built-in names map to a
 module that registers its factory on import; ``"package.module:factory"`` loads any other.
@@ -117,6 +118,9 @@ class EngineSession(Protocol):
 
 class Engine(Protocol):
     name: str
+    # True for CPU-bound engines that hold the GIL (PocketSphinx): their sessions run in worker
+    # processes when the server has workers. False: one in-process thread is enough.
+    parallel: bool
 
     def open_session(self, options: EngineOptions) -> EngineSession:
         """A new session (may block briefly; called in a worker thread)."""

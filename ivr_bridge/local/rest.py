@@ -29,7 +29,8 @@ from google.protobuf import json_format
 
 from ivr_bridge._proto import stt_v2_pb2 as pb2
 from ivr_bridge.local.async_jobs import GRPC_CODES, AudioSpec
-from ivr_bridge.local.server import SAMPLE_RATES, LocalRecognizer, SessionError, check_authorization
+from ivr_bridge.local.rules import SAMPLE_RATES, SessionError, check_authorization
+from ivr_bridge.local.server import EmbeddedSpeechKitServer
 from ivr_bridge.local.services import jobs_of
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,9 @@ def v2_audio_spec(spec: pb2.RecognitionSpec) -> AudioSpec:
 class LocalRestServer:
     """Serves the v2 REST endpoints of one embedded recognizer on a loopback port."""
 
-    def __init__(self, owner: LocalRecognizer, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, owner: EmbeddedSpeechKitServer, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._owner = owner
         self._jobs = jobs_of(owner)
         self._host = host
@@ -79,7 +82,8 @@ class LocalRestServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._client, self._host, self._port)

@@ -16,12 +16,12 @@ from ivr_bridge.local.async_jobs import AsyncJobs
 from ivr_bridge.local.v2_streaming import add_v2_streaming
 
 if TYPE_CHECKING:
-    from ivr_bridge.local.server import LocalRecognizer
+    from ivr_bridge.local.server import EmbeddedSpeechKitServer
 
-_JOBS: weakref.WeakKeyDictionary[LocalRecognizer, AsyncJobs] = weakref.WeakKeyDictionary()
+_JOBS: weakref.WeakKeyDictionary[EmbeddedSpeechKitServer, AsyncJobs] = weakref.WeakKeyDictionary()
 
 
-def jobs_of(owner: LocalRecognizer) -> AsyncJobs:
+def jobs_of(owner: EmbeddedSpeechKitServer) -> AsyncJobs:
     """The asynchronous operations of this embedded recognizer (created on first use)."""
     jobs = _JOBS.get(owner)
     if jobs is None:
@@ -29,7 +29,9 @@ def jobs_of(owner: LocalRecognizer) -> AsyncJobs:
     return jobs
 
 
-def add_other_services(owner: LocalRecognizer, server: Any) -> None:
+def add_other_services(owner: EmbeddedSpeechKitServer, server: Any) -> None:
     """Add v2 streaming, v3 AsyncRecognizer and OperationService to ``server``."""
     add_v2_streaming(owner, server)
-    add_async_services(owner, jobs_of(owner), server)
+    jobs = jobs_of(owner)
+    add_async_services(owner, jobs, server)
+    owner.on_stop.append(jobs.aclose)  # jobs still running are cancelled when the server stops

@@ -100,6 +100,7 @@ class ToneSession:
 
 class ToneEngine:
     name = "tones"
+    parallel = False  # cheap: one in-process thread keeps up with many sessions
 
     def open_session(self, options: EngineOptions) -> ToneSession:
         return ToneSession(options)

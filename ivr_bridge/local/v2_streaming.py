@@ -36,7 +36,8 @@ import grpc
 from ivr_bridge._proto import stt_v2_pb2 as pb2
 from ivr_bridge._proto import stt_v2_pb2_grpc as pb2_grpc
 from ivr_bridge._proto import stt_v3_pb2 as pb3
-from ivr_bridge.local.server import SAMPLE_RATES, LocalRecognizer, SessionError
+from ivr_bridge.local.rules import SAMPLE_RATES, SessionError
+from ivr_bridge.local.server import EmbeddedSpeechKitServer
 
 _add_servicer: Callable[[Any, Any], None] = pb2_grpc.add_SttServiceServicer_to_server
 
@@ -200,13 +201,13 @@ class V2Context:
 
 
 class V2Servicer(pb2_grpc.SttServiceServicer):
-    def __init__(self, owner: LocalRecognizer) -> None:
+    def __init__(self, owner: EmbeddedSpeechKitServer) -> None:
         self._owner = owner
 
     async def StreamingRecognize(self, request_iterator: Any, context: Any) -> None:
         await self._owner.handle(V2Context(context))
 
 
-def add_v2_streaming(owner: LocalRecognizer, server: Any) -> None:
+def add_v2_streaming(owner: EmbeddedSpeechKitServer, server: Any) -> None:
     """Serve SttService/StreamingRecognize on the embedded recognizer's gRPC server."""
     _add_servicer(V2Servicer(owner), server)

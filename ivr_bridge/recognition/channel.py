@@ -1,9 +1,10 @@
-"""One call channel's recognition: ledger -> SpeechKit sessions -> transcript events.
+"""One call channel's recognition transport: ledger -> SpeechKit sessions -> results.
 
 The PBX reader calls ``push_audio`` (never blocks, never awaits); ``run`` streams the ledger
 to a session, keeps it alive through silence, rotates it before SpeechKit's limits, and
-reopens it after failures, replaying what was not yet final. Decisions come from policy.py;
-this module only carries them out.
+reopens it after failures, replaying what was not yet final. Decisions come from policy.py
+and the transcript (seams, de-duplication, utterances, gaps) from assembler.py; this module
+only runs sessions and carries those decisions out. Every wait goes through the clock.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -20,16 +21,9 @@ import structlog
 
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.errors import RecognitionError, RecognitionUnavailable
-from ivr_bridge.model import (
-    Cursors,
-    EndOfUtterance,
-    FinalRefinement,
-    FinalResult,
-    Hypothesis,
-    PartialResult,
-    RecognitionUpdate,
-    StatusReport,
-)
+from ivr_bridge.model import StatusReport
+from ivr_bridge.recognition.accounting import ChannelAccounting
+from ivr_bridge.recognition.assembler import AudioGap, TranscriptAssembler, TranscriptEvent
 from ivr_bridge.recognition.base import RecognitionStream, Recognizer, SessionConfig
 from ivr_bridge.recognition.ledger import AudioLedger, Piece
 from ivr_bridge.recognition.policy import (
@@ -47,19 +41,19 @@ EmitFn = Callable[[str, int, dict[str, Any]], None]
 """emit(event_type, call_ms, data): hands an event to the call for sequencing and sinks."""
 
 _MAX_SILENCE_MESSAGE_MS = 1000
-_POLL_S = 0.25  # real seconds: the sender re-checks stalls and rotation at least this often
+_POLL_S = 0.25  # clock seconds: the sender re-checks stalls and rotation at least this often
 _QUIET_RMS = 300  # 20 ms RMS below this counts as a pause (line noise is far below it)
 
 
 @dataclass(slots=True)
 class ChannelStats:
+    """The session runner's own counters (the transcript's are the assembler's)."""
+
     sessions_opened: int = 0
     rotations: int = 0
     forced_rotations: int = 0
     reconnects: int = 0
     errors: int = 0
-    finals: int = 0
-    seam_words_dropped: int = 0
     stalls: int = 0
     last_error: str = ""
     failed: bool = False
@@ -72,15 +66,12 @@ class _Session:
     start: int  # ledger offset the session's time zero maps to
     sent_until: int
     audio_bytes: int = 0
-    retired: bool = False
-    owned_until: int | None = None  # once retired: its successor owns audio from here on
     responded: bool = False
     last_response_at: float = 0.0
     oldest_unanswered: float | None = None
     receiver: asyncio.Task[None] | None = None
     error: RecognitionError | None = None
     ended: bool = False
-    final_texts: dict[int, int] = field(default_factory=dict)  # server final_index -> ours
 
 
 class _Outcome(Enum):
@@ -90,6 +81,15 @@ class _Outcome(Enum):
 
 
 class RecognitionChannel:
+    """One call channel's recognition: feed it audio, run it, read its accounting.
+
+    The caller creates it, starts ``run()`` as a task, calls ``push_audio`` for every frame
+    (synchronous, never blocks) and ``end_input`` when the call ends, then awaits the task:
+    ``run`` returns once the last results are out (each drain bounded by
+    ``drain_timeout_s`` of clock time). Events go to ``emit`` as they happen; ``counters()``
+    gives the accounting at any time.
+    """
+
     def __init__(
         self,
         *,
@@ -123,18 +123,11 @@ class RecognitionChannel:
         self._wake = asyncio.Event()
         self._input_ended = False
         self._cursor = 0  # next ledger offset to send to the current session
-        self._final_offset = 0  # ledger offset before which everything is final
-        self._committed_ms = 0  # end of the last word emitted in a final (dedup at seams)
-        self._utterance_open = False
-        self._final_counter = 0
+        self._transcript = TranscriptAssembler(sample_rate)
         self._sessions: list[_Session] = []
-        self._degraded_since: int | None = None
-        self._pending_gap: tuple[int, int] | None = None
-        self._draining: set[_Session] = set()  # retired sessions still delivering results
-        self._held: list[tuple[_Session, RecognitionUpdate]] = []  # their successor's, meanwhile
         self._input_ended_at: float | None = None
         self._drains: set[asyncio.Task[None]] = set()
-        self._log = structlog.get_logger(__name__).bind(channel=name)
+        self._log = structlog.get_logger(__name__)
 
     # ---- called by the PBX reader: synchronous, never blocks --------------------------
 
@@ -143,7 +136,19 @@ class RecognitionChannel:
         if gap_ms:
             self._insert_silence(gap_ms)
         self.ledger.append_audio(pcm)
-        self._wake.set()
+        # Wake the sender once a chunk is ready (or audio follows silence it must flush), not
+        # on every 20 ms frame; the ticker wakes it for the periodic checks.
+        if gap_ms or self.ledger.end - self._cursor >= self._chunk:
+            self._wake.set()
+
+    def insert_gap(self, ms: int) -> None:
+        """The PBX reports ``ms`` of its audio lost or skipped: silence takes its place on the
+        timeline. It counts as media for the keepalive, so quiet time not yet covered is filled
+        once: at least ``ms``, more if the PBX has been quiet longer."""
+        uncovered = self._keepalive.on_media(self._clock.now())
+        if max(ms, uncovered) > 0:
+            self._insert_silence(max(ms, uncovered))
+            self._wake.set()
 
     def end_input(self) -> None:
         self._input_ended = True
@@ -154,49 +159,60 @@ class RecognitionChannel:
     def keepalive_ms(self) -> int:
         return self.ledger.ms(self.ledger.inserted_silence)
 
-    def accounting(self) -> dict[str, Any]:
+    def counters(self) -> ChannelAccounting:
+        """This channel's accounting now (final once ``run`` has returned)."""
         st = self.ledger.stats()
         ms = self.ledger.ms
-        return {
-            "audio_ms_received": ms(st.received_samples),
-            "audio_ms_sent": ms(st.sent_first_samples),
-            "audio_ms_replayed": ms(st.replayed_samples),
-            "audio_ms_dropped": ms(st.dropped_samples),
-            "audio_ms_pending": ms(st.pending_samples),
-            "samples_received": st.received_samples,
-            "samples_sent_first": st.sent_first_samples,
-            "samples_replayed": st.replayed_samples,
-            "samples_dropped": st.dropped_samples,
-            "keepalive_ms": ms(st.inserted_silence_samples),
-            "sessions_opened": self.stats.sessions_opened,
-            "rotations": self.stats.rotations,
-            "forced_rotations": self.stats.forced_rotations,
-            "reconnects": self.stats.reconnects,
-            "stalls": self.stats.stalls,
-            "errors": self.stats.errors,
-            "finals": self.stats.finals,
-            "seam_words_dropped": self.stats.seam_words_dropped,
-            "last_error": self.stats.last_error,
-            "recognition_failed": self.stats.failed,
-        }
+        return ChannelAccounting(
+            audio_ms_received=ms(st.received_samples),
+            audio_ms_sent=ms(st.sent_first_samples),
+            audio_ms_replayed=ms(st.replayed_samples),
+            audio_ms_dropped=ms(st.dropped_samples),
+            audio_ms_pending=ms(st.pending_samples),
+            samples_received=st.received_samples,
+            samples_sent_first=st.sent_first_samples,
+            samples_replayed=st.replayed_samples,
+            samples_dropped=st.dropped_samples,
+            keepalive_ms=ms(st.inserted_silence_samples),
+            sessions_opened=self.stats.sessions_opened,
+            rotations=self.stats.rotations,
+            forced_rotations=self.stats.forced_rotations,
+            reconnects=self.stats.reconnects,
+            stalls=self.stats.stalls,
+            errors=self.stats.errors,
+            finals=self._transcript.finals,
+            seam_words_dropped=self._transcript.seam_words_dropped,
+            last_error=self.stats.last_error,
+            recognition_failed=self.stats.failed,
+        )
+
+    def accounting(self) -> dict[str, Any]:
+        """``counters()`` as the JSON object call_ended reports for this channel."""
+        return self.counters().to_json()
 
     # ---- the channel's life ---------------------------------------------------------
 
     async def run(self) -> None:
-        keepalive = asyncio.create_task(self._keepalive_loop(), name=f"keepalive-{self.name}")
-        try:
-            await self._main()
-            self._flush_gap()
-            if self._drains:
-                await asyncio.wait(set(self._drains), timeout=self._drain_timeout)
-        finally:
-            keepalive.cancel()
-            for task in list(self._drains):
-                task.cancel()
-            for session in self._sessions:
-                await self._discard(session)
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
+        # Tasks started below inherit the context: every log line of this channel, the
+        # recognizer client's included, carries the channel (and the call_id bound by the call).
+        with structlog.contextvars.bound_contextvars(channel=self.name):
+            keepalive = asyncio.create_task(self._keepalive_loop(), name=f"keepalive-{self.name}")
+            ticker = asyncio.create_task(self._tick_loop(), name=f"tick-{self.name}")
+            try:
+                await self._main()
+                self._publish(self._transcript.flush_gap())
+                await self._wait_drains()
+            finally:
+                keepalive.cancel()
+                ticker.cancel()
+                for task in list(self._drains):
+                    task.cancel()
+                for session in list(self._sessions):
+                    await self._discard(session)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keepalive
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
 
     async def _main(self) -> None:
         start = 0
@@ -213,10 +229,11 @@ class RecognitionChannel:
             if outcome is _Outcome.DONE:
                 return
             if outcome is _Outcome.ROTATE:
+                final_offset = self._transcript.final_offset
                 start = replay_start(
-                    self._policy, self._final_offset, session.sent_until, self.sample_rate
+                    self._policy, final_offset, session.sent_until, self.sample_rate
                 )
-                if start > self._final_offset:
+                if start > final_offset:
                     # Cut mid-speech: begin the replay between two words, not inside one.
                     start = self.ledger.quietest_point(
                         start, radius=self.sample_rate // 2, window=self.sample_rate // 100
@@ -227,7 +244,7 @@ class RecognitionChannel:
             self.ledger.hold(None)  # no one is reading now: the buffer bound applies again
             err = session.error or RecognitionUnavailable("UNAVAILABLE", "session lost")
             await self._discard(session)
-            start = self._final_offset
+            start = self._transcript.final_offset
             if not await self._after_failure(err):
                 await self._consume_until_end()
                 return
@@ -248,7 +265,7 @@ class RecognitionChannel:
                 radius=self.sample_rate // 2,
                 window=self.sample_rate // 100,
             )
-            self._report_gap(start, max(resume, self.ledger.base))
+            self._publish(self._transcript.audio_lost(start, max(resume, self.ledger.base)))
             start = max(resume, self.ledger.base)
         request_id = f"{self._request_prefix}-{self.name}-{self.stats.sessions_opened + 1}"
         self.ledger.hold(start)  # what this session will replay must outlive the connect
@@ -268,24 +285,18 @@ class RecognitionChannel:
         )
         self._cursor = start
         self._sessions.append(session)
+        self._transcript.session_opened(session.index, start)
         session.receiver = asyncio.create_task(
             self._receive(session), name=f"receive-{self.name}-{session.index}"
         )
         self._log.debug("session_opened", session=session.index, start_ms=self.ledger.ms(start))
         return session
 
-    def _on_healthy(self, session: _Session) -> None:
-        """A session answered: the outage (if any) is over. Report what it cost, once."""
-        self._recovery.on_healthy()
-        self._flush_gap()
-        if self._degraded_since is not None:
-            resume_ms = self.ledger.ms(session.start)
-            self._emit(
-                "recognition_restored",
-                resume_ms,
-                {"from_ms": self._degraded_since, "resume_ms": resume_ms, "session": session.index},
-            )
-            self._degraded_since = None
+    def _publish(self, events: list[TranscriptEvent]) -> None:
+        for event in events:
+            if isinstance(event, AudioGap):
+                self._log.warning("audio_gap", from_ms=event.from_ms, to_ms=event.to_ms)
+            self._emit(event.kind, event.call_ms, event.data())
 
     async def _after_failure(self, err: RecognitionError) -> bool:
         """Record a failure and wait out the backoff; False when recognition gives up."""
@@ -301,27 +312,15 @@ class RecognitionChannel:
         if isinstance(decision, GiveUp):
             self.stats.failed = True
             self._log.warning("recognition_failed", status=err.status)
-            self._emit(
-                "recognition_failed",
-                self.ledger.ms(self._final_offset),
-                {"status": err.status, "message": err.message[:200]},
-            )
+            self._publish(self._transcript.recognition_failed(err.status, err.message[:200]))
             return False
-        if self._degraded_since is None and err.status != "OUT_OF_RANGE":
-            self._degraded_since = self.ledger.ms(self._final_offset)
-            self._emit(
-                "recognition_degraded",
-                self._degraded_since,
-                {"status": err.status, "from_ms": self._degraded_since},
-            )
+        self._publish(self._transcript.recognition_lost(err.status))
         self._log.info("recognition_retry", status=err.status, delay_s=round(decision.delay_s, 3))
         self.stats.reconnects += 1
         if decision.refresh_credentials and not await self._recognizer.refresh_credentials():
             self.stats.failed = True
-            self._emit(
-                "recognition_failed",
-                self.ledger.ms(self._final_offset),
-                {"status": err.status, "message": "credentials cannot be refreshed"},
+            self._publish(
+                self._transcript.recognition_failed(err.status, "credentials cannot be refreshed")
             )
             return False
         if decision.delay_s > 0:
@@ -353,7 +352,7 @@ class RecognitionChannel:
                 self._policy,
                 self.ledger.ms(session.sent_until - session.start),
                 session.audio_bytes,
-                self._utterance_open,
+                self._transcript.utterance_open,
             )
             if rotation is Rotation.AT_BOUNDARY and not self._quiet_since_final(session):
                 # The caller may have started the next utterance and its first partial is
@@ -366,7 +365,7 @@ class RecognitionChannel:
                 self._log.info("session_rotation", session=session.index, kind=rotation.value)
                 return _Outcome.ROTATE
             if self._cursor < self.ledger.base:
-                self._report_gap(self._cursor, self.ledger.base)
+                self._publish(self._transcript.audio_lost(self._cursor, self.ledger.base))
                 self._cursor = self.ledger.base
             piece = self.ledger.read(self._cursor, self._chunk, self._max_silence)
             if piece is not None and self._ready(piece):
@@ -376,12 +375,11 @@ class RecognitionChannel:
             if piece is None and self._input_ended:
                 return await self._finish(session)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=_POLL_S)
+            await self._wake.wait()
 
     def _quiet_since_final(self, session: _Session) -> bool:
         """Nothing but silence went out after the last final (so no word is in flight)."""
-        start = max(self._final_offset, session.start)
+        start = max(self._transcript.final_offset, session.start)
         return self.ledger.loudest(start, session.sent_until, self.sample_rate // 50) < _QUIET_RMS
 
     def _ready(self, piece: Piece) -> bool:
@@ -407,27 +405,33 @@ class RecognitionChannel:
         self.ledger.hold(piece.end)
         self._cursor = piece.end
         session.sent_until = piece.end
+        self._transcript.audio_sent(session.index, piece.end)
         if session.oldest_unanswered is None:
             session.oldest_unanswered = self._clock.now()
         return True
 
     async def _finish(self, session: _Session) -> _Outcome:
         """Input is over: half-close and wait for the last results."""
-        if self._drains:
-            # A rotation just happened: its old session's last finals come before ours.
-            await asyncio.wait(set(self._drains), timeout=self._drain_timeout)
+        # A rotation may just have happened: its old session's last finals come before ours.
+        await self._wait_drains()
         await session.stream.finish()
         if session.receiver is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(session.receiver), self._drain_timeout)
+                await self._clock.wait_for(asyncio.shield(session.receiver), self._drain_timeout)
             except TimeoutError:
                 self._log.warning("drain_timeout", session=session.index)
-                self._close_utterance(self.ledger.ms(session.sent_until))
+                self._publish(self._transcript.session_finished(session.index))
                 return _Outcome.DONE
         if session.error is not None:
             return _Outcome.FAILED
-        self._close_utterance(self.ledger.ms(session.sent_until))
+        self._publish(self._transcript.session_finished(session.index))
         return _Outcome.DONE
+
+    async def _wait_drains(self) -> None:
+        """Let retired sessions deliver their last results, for at most the drain timeout."""
+        if self._drains:
+            with contextlib.suppress(TimeoutError):
+                await self._clock.wait_for(asyncio.wait(set(self._drains)), self._drain_timeout)
 
     def _retire(self, session: _Session, successor_start: int) -> None:
         """Half-close the old session and let it drain in the background.
@@ -435,23 +439,19 @@ class RecognitionChannel:
         The successor replays from ``successor_start`` and owns every word from there on, so
         the old session's late results count only for words that end before it.
         """
-        session.retired = True
-        session.owned_until = successor_start
-        self._draining.add(session)
+        self._transcript.session_retired(session.index, successor_start)
 
         async def drain() -> None:
             try:
                 await session.stream.finish()
                 if session.receiver is not None:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
+                        await self._clock.wait_for(
                             asyncio.shield(session.receiver), self._drain_timeout
                         )
                 await self._discard(session)
             finally:
-                self._draining.discard(session)
-                if not self._draining:
-                    self._release_held()
+                self._publish(self._transcript.session_drained(session.index))
 
         task = asyncio.create_task(drain(), name=f"drain-{self.name}-{session.index}")
         self._drains.add(task)
@@ -465,6 +465,7 @@ class RecognitionChannel:
                 await session.receiver
         if session in self._sessions:
             self._sessions.remove(session)
+            self._publish(self._transcript.session_drained(session.index))
 
     async def _keepalive_loop(self) -> None:
         while not self._input_ended:
@@ -475,38 +476,15 @@ class RecognitionChannel:
                 self._wake.set()
             await self._clock.sleep(max(0.02, self._keepalive.next_check_in(self._clock.now())))
 
+    async def _tick_loop(self) -> None:
+        """One timer per channel (not one per frame): stall and rotation checks run at least
+        every ``_POLL_S`` even when no chunk is ready."""
+        while True:
+            await self._clock.sleep(_POLL_S)
+            self._wake.set()
+
     def _insert_silence(self, ms: int) -> None:
         self.ledger.append_silence(self.ledger.samples(ms))
-
-    def _report_gap(self, start: int, end: int) -> None:
-        """Audio in [start, end) will never be recognized. Retries during one outage extend
-        one span; it is reported once, when recognition is back (or the call ends)."""
-        pending = self._pending_gap
-        if pending is not None and start <= pending[1]:
-            self._pending_gap = (pending[0], max(pending[1], end))
-        else:
-            self._flush_gap()
-            self._pending_gap = (start, end)
-        self._final_offset = max(self._final_offset, end)
-        self._committed_ms = max(self._committed_ms, self.ledger.ms(end))
-
-    def _flush_gap(self) -> None:
-        if self._pending_gap is None:
-            return
-        start, end = self._pending_gap
-        self._pending_gap = None
-        from_ms, to_ms = self.ledger.ms(start), self.ledger.ms(end)
-        self._log.warning("audio_gap", from_ms=from_ms, to_ms=to_ms)
-        self._emit(
-            "audio_gap",
-            from_ms,
-            {
-                "from_ms": from_ms,
-                "to_ms": to_ms,
-                "duration_ms": to_ms - from_ms,
-                "reason": "buffer_overflow",
-            },
-        )
 
     # ---- receiving ------------------------------------------------------------------
 
@@ -516,9 +494,13 @@ class RecognitionChannel:
                 session.last_response_at = self._clock.now()
                 session.oldest_unanswered = None
                 if not session.responded:
+                    # The outage (if any) is over: report what it cost, once.
                     session.responded = True
-                    self._on_healthy(session)
-                self._on_update(session, update)
+                    self._recovery.on_healthy()
+                    self._publish(self._transcript.session_answered(session.index))
+                if isinstance(update, StatusReport) and update.code == "WARNING":
+                    self._log.info("recognizer_warning", session=session.index)
+                self._publish(self._transcript.result(session.index, update))
         except RecognitionError as err:
             session.error = err
         except asyncio.CancelledError:
@@ -526,123 +508,3 @@ class RecognitionChannel:
         finally:
             session.ended = True
             self._wake.set()
-
-    def _call_ms(self, session: _Session, session_ms: int) -> int:
-        return self.ledger.ms(session.start + self.ledger.samples(session_ms))
-
-    def _advance_final(self, session: _Session, cursors: Cursors) -> None:
-        offset = session.start + self.ledger.samples(cursors.final_time_ms)
-        self._final_offset = max(self._final_offset, min(offset, session.sent_until))
-
-    def _on_update(self, session: _Session, update: RecognitionUpdate) -> None:
-        if not session.retired and self._draining:
-            # The old session's last finals come first: keep the new one's until it is done.
-            self._held.append((session, update))
-            return
-        self._apply(session, update)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, []
-        for session, update in held:
-            self._apply(session, update)
-
-    def _apply(self, session: _Session, update: RecognitionUpdate) -> None:
-        self._advance_final(session, update.cursors)
-        if isinstance(update, PartialResult):
-            if not session.retired:
-                self._on_partial(session, update.hypothesis)
-        elif isinstance(update, FinalResult):
-            self._on_final(session, update.hypothesis, update.cursors.final_index)
-        elif isinstance(update, EndOfUtterance):
-            if not session.retired:
-                self._close_utterance(self._call_ms(session, update.time_ms))
-        elif isinstance(update, FinalRefinement):
-            ours = session.final_texts.get(update.final_index)
-            if ours is not None and update.hypothesis.text:
-                self._emit(
-                    "final_refinement",
-                    self._call_ms(session, update.hypothesis.end_ms),
-                    {"final_index": ours, "text": update.hypothesis.text},
-                )
-        elif isinstance(update, StatusReport) and update.code == "WARNING":
-            self._log.info("recognizer_warning", session=session.index)
-
-    def _words(self, session: _Session, hyp: Hypothesis) -> list[dict[str, Any]]:
-        return [
-            {
-                "text": w.text,
-                "start_ms": self._call_ms(session, w.start_ms),
-                "end_ms": self._call_ms(session, w.end_ms),
-            }
-            for w in hyp.words
-        ]
-
-    def _on_partial(self, session: _Session, hyp: Hypothesis) -> None:
-        words = [w for w in self._words(session, hyp) if self._is_new(w)]
-        text = " ".join(w["text"] for w in words) if hyp.words else hyp.text
-        end_ms = self._call_ms(session, hyp.end_ms)
-        if not text.strip() or (not hyp.words and end_ms <= self._committed_ms):
-            return
-        start_ms = words[0]["start_ms"] if words else self._call_ms(session, hyp.start_ms)
-        self._open_utterance(start_ms)
-        self._emit("partial", end_ms, {"text": text, "start_ms": start_ms, "end_ms": end_ms})
-
-    def _is_new(self, word: dict[str, Any]) -> bool:
-        mid = (int(word["start_ms"]) + int(word["end_ms"])) // 2
-        return mid >= self._committed_ms
-
-    def _on_final(self, session: _Session, hyp: Hypothesis, server_index: int) -> None:
-        all_words = self._words(session, hyp)
-        limit_ms = None if session.owned_until is None else self.ledger.ms(session.owned_until)
-        words = [
-            w
-            for w in all_words
-            if self._is_new(w) and (limit_ms is None or int(w["end_ms"]) <= limit_ms)
-        ]
-        self.stats.seam_words_dropped += len(all_words) - len(words)
-        start_ms = self._call_ms(session, hyp.start_ms)
-        end_ms = self._call_ms(session, hyp.end_ms)
-        if hyp.words:
-            if not words:
-                return
-            text = hyp.text if len(words) == len(all_words) else " ".join(w["text"] for w in words)
-            start_ms, end_ms = int(words[0]["start_ms"]), int(words[-1]["end_ms"])
-        else:
-            text = hyp.text
-            if (start_ms + end_ms) // 2 < self._committed_ms:
-                return
-            if limit_ms is not None and end_ms > limit_ms:
-                return
-        if not text.strip():
-            return
-        self._open_utterance(start_ms)
-        self._final_counter += 1
-        self.stats.finals += 1
-        if len(words) == len(all_words):
-            session.final_texts[server_index] = self._final_counter
-        self._committed_ms = max(self._committed_ms, end_ms)
-        self._emit(
-            "final",
-            end_ms,
-            {
-                "text": text,
-                "start_ms": start_ms,
-                "end_ms": end_ms,
-                "words": words,
-                "final_index": self._final_counter,
-                "session": session.index,
-            },
-        )
-        if session.retired:
-            # A drained session's last word: nobody will send its end of utterance.
-            self._close_utterance(end_ms)
-
-    def _open_utterance(self, start_ms: int) -> None:
-        if not self._utterance_open:
-            self._utterance_open = True
-            self._emit("speech_started", start_ms, {"start_ms": start_ms})
-
-    def _close_utterance(self, at_ms: int) -> None:
-        if self._utterance_open:
-            self._utterance_open = False
-            self._emit("eou", at_ms, {"end_ms": at_ms})

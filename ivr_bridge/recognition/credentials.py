@@ -4,23 +4,20 @@ A service-account authorized key is exchanged for short-lived IAM tokens (PS256 
 ``POST /iam/v1/tokens``), because long-lived keys must never travel with every call and IAM
 tokens expire (at most 12 h).
 
-Refresh policy of :class:`ServiceAccountKeyCredentials` (all times on the injected monotonic
-clock, so a wall-clock jump cannot expire or immortalise a token):
+The token schedule (when a token is usable, due for renewal, or may be retried after a
+failure) is pure and lives in :mod:`ivr_bridge.recognition.token_schedule`; this module adds
+the exchange itself and the locking around it:
 
-* A token is *due* for refresh at ``issue + min(refresh_after_s, lifetime / 2)``, where
-  ``lifetime`` is ``expiresAt`` minus the wall time when the answer arrived. With the defaults
-  and a 12 h token that is hourly, as the IAM docs recommend; a short-lived token is renewed
-  at half its life, inside the 50-80 % band of the security guide.
-* A token is *usable* until ``expiresAt - min(60 s, lifetime / 10)``, so a call never starts
-  with a token that expires during its handshake.
 * Single flight: one ``asyncio.Lock`` guards the exchange. Callers that arrive while it runs
   and hold no usable token wait and share its outcome (success or the same error); callers
   that still have a usable token do not wait at all.
-* A failed proactive refresh keeps the old token and retries after a backoff (1 s doubling to
-  30 s). Without a usable token, the last error is re-raised during the backoff instead of
-  hammering IAM once per call.
+* A failed proactive refresh keeps the old token and retries after the backoff. Without a
+  usable token, the last error is re-raised during the backoff instead of hammering IAM once
+  per call.
 * ``refresh()`` (after UNAUTHENTICATED) drops the current token and exchanges at once, but a
-  burst of such calls within 5 s of a forced refresh shares that one new token.
+  burst of such calls shortly after a forced refresh shares that one new token.
+* The HTTP client is injectable (:class:`TokenHttpClient`, which ``httpx.AsyncClient``
+  satisfies), so tests and embedders can supply their own transport.
 
 Secrets (API key, IAM token, JWT, private key) appear in no ``repr``, ``str``, log record or
 exception message; ``describe()`` gives a summary that is safe to log.
@@ -33,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import time
 from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +50,17 @@ from ivr_bridge.errors import (
     RecognitionRejected,
     RecognitionUnavailable,
 )
+from ivr_bridge.recognition.token_schedule import (
+    ExpirySource,
+    Step,
+    TokenTiming,
+    TokenWindow,
+    is_usable,
+    next_step,
+    recently_forced,
+    retry_at,
+    window_for,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -62,11 +69,6 @@ IAM_TOKEN_URL = "https://iam.api.cloud.yandex.net/iam/v1/tokens"  # noqa: S105 -
 JWT_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 JWT_LIFETIME_S = 3600  # IAM refuses exp - iat > 3600
 
-BACKOFF_INITIAL_S = 1.0
-BACKOFF_MAX_S = 30.0
-EXPIRY_MARGIN_S = 60.0
-FORCED_REFRESH_COALESCE_S = 5.0
-FALLBACK_LIFETIME_S = 300.0  # when expiresAt is missing or already past by our clock
 MAX_KEY_FILE_BYTES = 1 << 20  # authorized keys are ~3 KB; refuse to slurp anything huge
 
 CONFIG_API_KEY = "speechkit.api_key"
@@ -342,17 +344,32 @@ def parse_rfc3339(value: str) -> float:
 @dataclass(frozen=True, slots=True)
 class _Token:
     value: str
-    obtained: float  # monotonic
-    refresh_at: float  # monotonic
-    usable_until: float  # monotonic
-    forced: bool
+    window: TokenWindow
 
     def __repr__(self) -> str:
-        return f"_Token({fingerprint(self.value)}, usable_until={self.usable_until:.0f})"
+        return f"_Token({fingerprint(self.value)}, usable_until={self.window.usable_until:.0f})"
+
+
+class TokenHttpClient(Protocol):
+    """The one HTTP call the exchange makes; ``httpx.AsyncClient`` fits as it is."""
+
+    async def post(self, url: str, *, json: Any) -> httpx.Response:
+        """POST ``json`` to ``url``; raise ``httpx.HTTPError`` when no answer arrives."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once by :meth:`ServiceAccountKeyCredentials.aclose`."""
+        ...
 
 
 class ServiceAccountKeyCredentials:
-    """Service-account authorized key -> cached, proactively refreshed IAM tokens."""
+    """Service-account authorized key -> cached, proactively refreshed IAM tokens.
+
+    Call :meth:`metadata` before each recognition call, :meth:`refresh` after SpeechKit says
+    UNAUTHENTICATED, and :meth:`aclose` once at shutdown (it also closes an injected client).
+    ``timing`` replaces the whole schedule; without it, ``refresh_after_s`` adjusts the
+    default one. ``http_timeout_s`` bounds each exchange on the injected clock.
+    """
 
     def __init__(
         self,
@@ -362,6 +379,8 @@ class ServiceAccountKeyCredentials:
         clock: Clock = SYSTEM_CLOCK,
         refresh_after_s: float = 3600,
         http_timeout_s: float = 10,
+        http_client: TokenHttpClient | None = None,
+        timing: TokenTiming | None = None,
     ) -> None:
         if refresh_after_s <= 0:
             raise ValueError("refresh_after_s must be positive")
@@ -370,9 +389,9 @@ class ServiceAccountKeyCredentials:
         self._key = key
         self._token_url = check_token_url(token_url)
         self._clock = clock
-        self._refresh_after_s = float(refresh_after_s)
+        self._timing = timing or TokenTiming(refresh_after_s=float(refresh_after_s))
         self._http_timeout_s = float(http_timeout_s)
-        self._http: httpx.AsyncClient | None = None
+        self._http: TokenHttpClient | None = http_client
         self._lock = asyncio.Lock()
         self._token: _Token | None = None
         self._attempts = 0  # completed exchanges; lets lock waiters see they missed one
@@ -397,7 +416,7 @@ class ServiceAccountKeyCredentials:
             now = self._clock.now()
             cur = self._token
             if cur is not None and (
-                cur is not seen or (cur.forced and now - cur.obtained < FORCED_REFRESH_COALESCE_S)
+                cur is not seen or recently_forced(cur.window, now, self._timing)
             ):
                 return True  # someone just replaced the token: retry with that one
             self._token = None
@@ -434,7 +453,11 @@ class ServiceAccountKeyCredentials:
 
     def _usable(self, now: float) -> _Token | None:
         tok = self._token
-        return tok if tok is not None and now < tok.usable_until else None
+        return tok if tok is not None and is_usable(tok.window, now) else None
+
+    def _step(self, now: float) -> Step:
+        window = self._token.window if self._token is not None else None
+        return next_step(window, now, retry_at=self._retry_at, failed=self._last_error is not None)
 
     async def _current(self) -> _Token:
         if self._closed:
@@ -442,21 +465,18 @@ class ServiceAccountKeyCredentials:
         now = self._clock.now()
         tok = self._usable(now)
         # Fast path, and no waiting behind a refresh while the old token still works.
-        if tok is not None and (
-            now < tok.refresh_at or now < self._retry_at or self._lock.locked()
-        ):
+        if tok is not None and (self._step(now) is Step.USE or self._lock.locked()):
             return tok
         seen_attempts = self._attempts
         async with self._lock:
             now = self._clock.now()
             tok = self._usable(now)
-            if tok is not None and (now < tok.refresh_at or now < self._retry_at):
+            step = self._step(now)
+            if tok is not None and step is Step.USE:
                 return tok
             # An exchange failed while we waited, or we are backing off: share its error.
-            if (
-                tok is None
-                and self._last_error is not None
-                and (self._attempts != seen_attempts or now < self._retry_at)
+            if self._last_error is not None and (
+                step is Step.FAIL_FAST or (tok is None and self._attempts != seen_attempts)
             ):
                 raise _copy_error(self._last_error)
             try:
@@ -470,7 +490,7 @@ class ServiceAccountKeyCredentials:
                     key_id=self._key_id,
                     status=exc.status,
                     retry_in_s=round(self._retry_at - self._clock.now(), 3),
-                    old_usable_for_s=round(old.usable_until - self._clock.now(), 1),
+                    old_usable_for_s=round(old.window.usable_until - self._clock.now(), 1),
                 )
                 return old
 
@@ -481,68 +501,79 @@ class ServiceAccountKeyCredentials:
         except RecognitionError as exc:
             self._attempts += 1
             self._failures += 1
-            delay = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (self._failures - 1))
-            self._retry_at = self._clock.now() + delay
+            self._retry_at = retry_at(self._clock.now(), self._failures, self._timing)
             self._last_error = exc
             raise
         self._attempts += 1
         self._failures = 0
         self._retry_at = float("-inf")
         self._last_error = None
-        now, wall = self._clock.now(), self._clock.wall()
-        lifetime = FALLBACK_LIFETIME_S
-        if expires_wall is None:
+        now = self._clock.now()
+        window = window_for(
+            now=now,
+            wall=self._clock.wall(),
+            expires_wall=expires_wall,
+            forced=forced,
+            timing=self._timing,
+        )
+        if window.source is ExpirySource.MISSING:
             log.warning(
-                "iam_token_without_expiry", key_id=self._key_id, assumed_lifetime_s=lifetime
+                "iam_token_without_expiry",
+                key_id=self._key_id,
+                assumed_lifetime_s=window.lifetime_s,
             )
-        elif expires_wall - wall <= 0:
+        elif window.source is ExpirySource.PAST:
+            assert expires_wall is not None  # PAST is only ever derived from an expiry
             log.warning(
                 "iam_token_expiry_in_past_check_clock",
                 key_id=self._key_id,
-                skew_s=round(wall - expires_wall, 1),
-                assumed_lifetime_s=lifetime,
+                skew_s=round(self._clock.wall() - expires_wall, 1),
+                assumed_lifetime_s=window.lifetime_s,
             )
-        else:
-            lifetime = expires_wall - wall
-        token = _Token(
-            value=value,
-            obtained=now,
-            refresh_at=now + min(self._refresh_after_s, lifetime / 2),
-            usable_until=now + lifetime - min(EXPIRY_MARGIN_S, lifetime / 10),
-            forced=forced,
-        )
+        token = _Token(value=value, window=window)
         self._token = token
         self.exchanges += 1
         log.info(
             "iam_token_obtained",
             key_id=self._key_id,
             fingerprint=fingerprint(value),
-            expires_in_s=round(lifetime),
-            refresh_in_s=round(token.refresh_at - now),
+            expires_in_s=round(window.lifetime_s),
+            refresh_in_s=round(window.refresh_at - now),
             forced=forced,
         )
         return token
 
-    async def _exchange(self) -> tuple[str, float | None]:
-        if self._closed:
-            raise RuntimeError("credentials are closed")
-        jwt = self._key.sign_jwt(self._clock.wall())
+    def _client(self) -> TokenHttpClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=self._http_timeout_s,
                 follow_redirects=False,
                 headers={"user-agent": "ivr-bridge"},
             )
-        started = time.monotonic()
+        return self._http
+
+    async def _exchange(self) -> tuple[str, float | None]:
+        if self._closed:
+            raise RuntimeError("credentials are closed")
+        jwt = self._key.sign_jwt(self._clock.wall())
+        client = self._client()
+        started = self._clock.now()
         try:
-            response = await self._http.post(self._token_url, json={"jwt": jwt})
+            response = await self._clock.wait_for(
+                client.post(self._token_url, json={"jwt": jwt}), self._http_timeout_s
+            )
+        except TimeoutError:
+            log.warning("iam_token_exchange_failed", key_id=self._key_id, error="TimeoutError")
+            raise RecognitionUnavailable(
+                "UNAVAILABLE", "IAM token exchange failed: TimeoutError"
+            ) from None
         except httpx.HTTPError as exc:
             # httpx messages can carry URLs and request details; the class name is enough.
             log.warning("iam_token_exchange_failed", key_id=self._key_id, error=type(exc).__name__)
             raise RecognitionUnavailable(
                 "UNAVAILABLE", f"IAM token exchange failed: {type(exc).__name__}"
             ) from None
-        elapsed_ms = round((time.monotonic() - started) * 1000)
+        elapsed_ms = round((self._clock.now() - started) * 1000)
         status = response.status_code
         if status >= 500 or status in (408, 429):
             log.warning(

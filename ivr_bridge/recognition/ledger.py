@@ -60,6 +60,14 @@ class LedgerStats:
 
 
 class AudioLedger:
+    """The bounded, replayable timeline of one channel (sans-I/O; see the module docstring).
+
+    The reader appends with :meth:`append_audio`; the session runner reads pieces with
+    :meth:`read`, reports what went out with :meth:`note_sent`, and keeps unsent or
+    not-yet-final audio with :meth:`hold` so a new session can replay it. :meth:`stats`
+    satisfies received = sent_first + dropped + pending at any time.
+    """
+
     def __init__(self, sample_rate: int, capacity_s: float) -> None:
         if sample_rate <= 0 or capacity_s <= 0:
             raise ValueError("sample_rate and capacity_s must be positive")

@@ -77,10 +77,14 @@ async def _backends(
                 await creds.aclose()
         return
     from ivr_bridge.local.rest import LocalRestServer
-    from ivr_bridge.local.server import LocalRecognizer, LocalRecognizerConfig
+    from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer
 
-    embedded = LocalRecognizer(
-        LocalRecognizerConfig(host=settings.embedded.host, engine=settings.embedded.engine)
+    embedded = EmbeddedSpeechKitServer(
+        EmbeddedServerConfig(
+            host=settings.embedded.host,
+            engine=settings.embedded.engine,
+            workers=settings.embedded.workers,
+        )
     )
     await embedded.start()
     rest = LocalRestServer(embedded)

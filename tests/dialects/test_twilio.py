@@ -12,13 +12,7 @@ import pytest
 
 from ivr_bridge.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
 from ivr_bridge.dialects.base import Dialect
-from ivr_bridge.dialects.twilio import (
-    FRAME_BYTES,
-    TwilioCounters,
-    TwilioDialect,
-    TwilioStreamEncoder,
-    new_sid,
-)
+from ivr_bridge.dialects.twilio import FRAME_BYTES, TwilioCounters, TwilioDialect
 from ivr_bridge.errors import DialectError
 from ivr_bridge.model import (
     Audio,
@@ -29,6 +23,7 @@ from ivr_bridge.model import (
     Mark,
     MediaFormat,
 )
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder, new_sid
 from tests.dialects.twilio_helpers import DELETE, FRAME, SECRET, edit, started
 
 INVALID, PROTOCOL, UNSUPPORTED = 1007, 1002, 1003

@@ -15,9 +15,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.errors import DialectError
 from ivr_bridge.model import Audio, CallEnded
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 from tests.dialects.twilio_helpers import FRAME, started
 
 FIELDS = [

@@ -6,7 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ivr_bridge.dialects.twilio import TwilioDialect, TwilioStreamEncoder
+from ivr_bridge.dialects.twilio import TwilioDialect
+from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 
 DELETE = object()
 SECRET = "SECRET-4711"  # planted in bad values: must never show up in a close reason

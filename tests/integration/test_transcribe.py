@@ -15,7 +15,7 @@ import pytest
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge.local.rest import LocalRestServer
-from ivr_bridge.local.server import LocalRecognizer, LocalRecognizerConfig
+from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer
 from ivr_bridge.local.services import jobs_of
 from ivr_bridge.recognition.credentials import ApiKeyCredentials
 from ivr_bridge.transcribe.runner import Options, Progress, Transcriber
@@ -31,7 +31,7 @@ RIGHT_TEXT = "kilo victor six"
 
 
 class Embedded:
-    def __init__(self, rec: LocalRecognizer, rest: LocalRestServer) -> None:
+    def __init__(self, rec: EmbeddedSpeechKitServer, rest: LocalRestServer) -> None:
         self.rec = rec
         self.rest = rest
 
@@ -55,7 +55,7 @@ class Embedded:
 
 @pytest.fixture
 async def embedded() -> AsyncIterator[Embedded]:
-    rec = LocalRecognizer(LocalRecognizerConfig(port=0, engine="tones", api_key=KEY))
+    rec = EmbeddedSpeechKitServer(EmbeddedServerConfig(port=0, engine="tones", api_key=KEY))
     await rec.start()
     rest = LocalRestServer(rec)
     await rest.start()

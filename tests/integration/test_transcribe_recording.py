@@ -91,7 +91,7 @@ async def test_recording_is_finished_when_the_pbx_breaks_the_protocol(
     from websockets.asyncio.client import connect
 
     from ivr_bridge.audio.codecs import pcm16_to_ulaw
-    from ivr_bridge.dialects.twilio import TwilioStreamEncoder
+    from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 
     settings = replace(
         local_settings("tones"),

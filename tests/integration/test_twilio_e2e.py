@@ -203,7 +203,8 @@ async def test_metrics_count_ended_calls(bridge: Any) -> None:
     def get() -> str:
         url = f"http://127.0.0.1:{app.port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.read().decode()
+            body: bytes = resp.read()
+            return body.decode()
 
     text = await asyncio.to_thread(get)
     values = dict(
@@ -235,3 +236,33 @@ async def test_text_normalization_gives_final_refinements(bridge: Any) -> None:
         assert ref.data["final_index"] in finals
         assert ref.seq > finals[ref.data["final_index"]].seq
     assert any(any(ch.isdigit() for ch in r.data["text"]) for r in refinements)
+
+
+async def test_signature_is_checked_against_the_public_url(bridge: Any) -> None:
+    """Behind TLS termination Twilio signs the public wss:// URL, not what the bridge sees."""
+    from dataclasses import replace
+
+    from twilio.request_validator import RequestValidator
+    from websockets.exceptions import InvalidStatus
+
+    import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
+    from ivr_bridge.dialects.base import DialectSettings
+    from tests.integration.conftest import local_settings
+
+    token = "public-url-token"
+    settings = local_settings("tones")
+    settings = replace(
+        settings,
+        server=replace(settings.server, public_url="wss://ivr.example.com"),
+        dialects={"twilio": DialectSettings(auth="signature", secrets={"auth_token": token})},
+    )
+    app, got = await bridge(settings=settings)
+    public = RequestValidator(token).compute_signature("wss://ivr.example.com/twilio", {})
+    async with connect(app.url(), additional_headers={"X-Twilio-Signature": public}) as ws:
+        await ws.close()
+    local = RequestValidator(token).compute_signature(app.url(), {})
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(app.url(), additional_headers={"X-Twilio-Signature": local}):
+            pass
+    assert info.value.response.status_code == 403
+    assert got.events == []

@@ -19,7 +19,7 @@ import pytest
 from ivr_bridge._proto import stt_v3_pb2 as pb
 from ivr_bridge._proto import stt_v3_service_pb2_grpc as pb_grpc
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
-from ivr_bridge.local.server import LocalLimits, LocalRecognizer, LocalRecognizerConfig
+from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
 
 ESPEAK = shutil.which("espeak-ng") or "/usr/bin/espeak-ng"
 
@@ -147,13 +147,16 @@ class Client:
         await self.channel.close()
 
 
-StartFn = Callable[..., Awaitable[tuple[LocalRecognizer, Client]]]
+StartFn = Callable[..., Awaitable[tuple[EmbeddedSpeechKitServer, Client]]]
 
 
 @pytest.fixture
 async def start_local() -> AsyncIterator[StartFn]:
-    """start_local(limits=..., api_key=..., clock=...) -> (recognizer, client); stopped after."""
-    started: list[tuple[LocalRecognizer, Client]] = []
+    """start_local(limits=, api_key=, clock=, engine=, workers=) -> (server, client).
+
+    Every server started is stopped after the test.
+    """
+    started: list[tuple[EmbeddedSpeechKitServer, Client]] = []
 
     async def start(
         *,
@@ -161,11 +164,12 @@ async def start_local() -> AsyncIterator[StartFn]:
         api_key: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
         engine: str = "pocketsphinx",
-    ) -> tuple[LocalRecognizer, Client]:
-        config = LocalRecognizerConfig(
-            port=0, api_key=api_key, limits=limits or LocalLimits(), engine=engine
+        workers: int = 0,
+    ) -> tuple[EmbeddedSpeechKitServer, Client]:
+        config = EmbeddedServerConfig(
+            port=0, api_key=api_key, limits=limits or LocalLimits(), engine=engine, workers=workers
         )
-        rec = LocalRecognizer(config, clock=clock)
+        rec = EmbeddedSpeechKitServer(config, clock=clock)
         await rec.start()
         client = Client(rec.address)
         started.append((rec, client))

@@ -20,15 +20,15 @@ from ivr_bridge._proto import stt_v3_async_pb2 as apb
 from ivr_bridge._proto import stt_v3_async_pb2_grpc as apb_grpc
 from ivr_bridge._proto import stt_v3_pb2 as pb3
 from ivr_bridge.local.rest import LocalRestServer
-from ivr_bridge.local.server import LocalRecognizer, LocalRecognizerConfig
+from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer
 from tests.transcribe.audio_files import LEFT, pcm, stereo_wav
 
 AUTH = (("authorization", "Api-Key k"),)
 
 
 @pytest.fixture
-async def env() -> AsyncIterator[tuple[LocalRecognizer, LocalRestServer]]:
-    rec = LocalRecognizer(LocalRecognizerConfig(port=0, engine="tones", api_key="k"))
+async def env() -> AsyncIterator[tuple[EmbeddedSpeechKitServer, LocalRestServer]]:
+    rec = EmbeddedSpeechKitServer(EmbeddedServerConfig(port=0, engine="tones", api_key="k"))
     await rec.start()
     rest = LocalRestServer(rec)
     await rest.start()
@@ -56,18 +56,22 @@ def wav_request(data: bytes, normalize: bool = False) -> apb.RecognizeFileReques
 
 async def wait_done(ops: Any, op_id: str) -> op_pb.Operation:
     for _ in range(200):
-        op = await ops.Get(op_pb.GetOperationRequest(operation_id=op_id), metadata=AUTH)
+        op: op_pb.Operation = await ops.Get(
+            op_pb.GetOperationRequest(operation_id=op_id), metadata=AUTH
+        )
         if op.done:
             return op
         await asyncio.sleep(0.02)
     raise AssertionError("operation never finished")
 
 
-async def test_grpc_flow_results_per_channel(env: tuple[LocalRecognizer, LocalRestServer]) -> None:
+async def test_grpc_flow_results_per_channel(
+    env: tuple[EmbeddedSpeechKitServer, LocalRestServer],
+) -> None:
     rec, _ = env
     async with grpc.aio.insecure_channel(rec.address) as channel:
-        stt = apb_grpc.AsyncRecognizerStub(channel)
-        ops = op_grpc.OperationServiceStub(channel)
+        stt: Any = apb_grpc.AsyncRecognizerStub(channel)  # type: ignore[no-untyped-call]
+        ops: Any = op_grpc.OperationServiceStub(channel)  # type: ignore[no-untyped-call]
         op = await stt.RecognizeFile(wav_request(stereo_wav(), normalize=True), metadata=AUTH)
         assert op.description == "STT v3 async recognition" and op.id
         done = await wait_done(ops, op.id)
@@ -94,10 +98,10 @@ async def test_grpc_flow_results_per_channel(env: tuple[LocalRecognizer, LocalRe
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_grpc_errors(env: tuple[LocalRecognizer, LocalRestServer]) -> None:
+async def test_grpc_errors(env: tuple[EmbeddedSpeechKitServer, LocalRestServer]) -> None:
     rec, _ = env
     async with grpc.aio.insecure_channel(rec.address) as channel:
-        stt = apb_grpc.AsyncRecognizerStub(channel)
+        stt: Any = apb_grpc.AsyncRecognizerStub(channel)  # type: ignore[no-untyped-call]
 
         async def code_of(coro: Any) -> tuple[grpc.StatusCode, str]:
             with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -135,7 +139,8 @@ async def test_grpc_errors(env: tuple[LocalRecognizer, LocalRestServer]) -> None
         hold.set()
         server.close()
         await server.wait_closed()
-        failed = await wait_done(op_grpc.OperationServiceStub(channel), op.id)
+        ops: Any = op_grpc.OperationServiceStub(channel)  # type: ignore[no-untyped-call]
+        failed = await wait_done(ops, op.id)
         assert failed.error.code == 3 and "cannot fetch audio from uri" in failed.error.message
         later = stt.GetRecognition(apb.GetRecognitionRequest(operation_id=op.id), metadata=AUTH)
         assert (await code_of(later.read()))[0] == grpc.StatusCode.INVALID_ARGUMENT
@@ -143,7 +148,7 @@ async def test_grpc_errors(env: tuple[LocalRecognizer, LocalRestServer]) -> None
         assert (await code_of(missing.read()))[0] == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_rest_v2_shapes(env: tuple[LocalRecognizer, LocalRestServer]) -> None:
+async def test_rest_v2_shapes(env: tuple[EmbeddedSpeechKitServer, LocalRestServer]) -> None:
     rec, rest = env
     # Serve the file over HTTP from the recognizer's own loop: a tiny one-shot file server.
     raw = pcm(LEFT).tobytes()

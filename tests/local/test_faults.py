@@ -9,7 +9,7 @@ import pytest
 import ivr_bridge.local.tone_engine  # noqa: F401
 from ivr_bridge.errors import RecognitionError
 from ivr_bridge.local.faults import FaultPlan
-from ivr_bridge.local.server import LocalRecognizer, LocalRecognizerConfig
+from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer
 from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.model import FinalResult, StatusReport
 from ivr_bridge.recognition.base import SessionConfig
@@ -18,7 +18,7 @@ from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
 AUDIO = synthesize_script([["hello", "agent"], ["yes", "no"]], pause_ms=1000)
 
 
-async def run_session(rec: LocalRecognizer, chunks: int = 40) -> list[object]:
+async def run_session(rec: EmbeddedSpeechKitServer, chunks: int = 40) -> list[object]:
     client = SpeechKitV3Recognizer(rec.address, tls=False)
     stream = await client.open_stream(SessionConfig(sample_rate=8000), request_id="t")
     got: list[object] = []
@@ -42,8 +42,8 @@ async def run_session(rec: LocalRecognizer, chunks: int = 40) -> list[object]:
     return got
 
 
-async def start(**kw: object) -> LocalRecognizer:
-    rec = LocalRecognizer(LocalRecognizerConfig(engine="tones", **kw))  # type: ignore[arg-type]
+async def start(**kw: object) -> EmbeddedSpeechKitServer:
+    rec = EmbeddedSpeechKitServer(EmbeddedServerConfig(engine="tones", **kw))  # type: ignore[arg-type]
     await rec.start()
     return rec
 
@@ -104,9 +104,9 @@ async def test_metadata_faults_only_when_allowed() -> None:
     from ivr_bridge._proto import stt_v3_service_pb2_grpc as pb_grpc
     from ivr_bridge.recognition.speechkit_v3 import session_options
 
-    async def call(rec: LocalRecognizer) -> grpc.StatusCode:
+    async def call(rec: EmbeddedSpeechKitServer) -> grpc.StatusCode:
         async with grpc.aio.insecure_channel(rec.address) as channel:
-            stub = pb_grpc.RecognizerStub(channel)
+            stub = pb_grpc.RecognizerStub(channel)  # type: ignore[no-untyped-call]
             rpc = stub.RecognizeStreaming(
                 metadata=[("x-fault-end-after-ms", "100"), ("x-fault-status", "resource_exhausted")]
             )

@@ -9,7 +9,7 @@ import grpc
 
 from ivr_bridge._proto import stt_v3_pb2 as pb
 from ivr_bridge.clock import ScaledClock
-from ivr_bridge.local import server as srv
+from ivr_bridge.local import rules
 from tests.local.conftest import StartFn, chunk, options, silence
 
 SPEED = 20.0
@@ -73,7 +73,7 @@ async def test_a_gap_below_the_limit_is_fine(start_local: StartFn) -> None:
 
 async def test_limits_are_configurable(start_local: StartFn) -> None:
     clock = ScaledClock(SPEED)
-    _, client = await start_local(clock=clock, limits=srv.LocalLimits(idle_timeout_s=1.0))
+    _, client = await start_local(clock=clock, limits=rules.LocalLimits(idle_timeout_s=1.0))
     out = await client.run([options(), 2.0, chunk(bytes(4000))], clock=clock)
     assert out.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert out.details == "no message received for more than 1 s; session terminated"

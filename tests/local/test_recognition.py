@@ -18,7 +18,7 @@ import pytest
 
 from ivr_bridge._proto import stt_v3_pb2 as pb
 from ivr_bridge.clock import ScaledClock
-from ivr_bridge.local import server as srv
+from ivr_bridge.local import rules, session
 from ivr_bridge.local.normalize import normalize_text
 from ivr_bridge.model import EndOfUtterance, FinalResult, PartialResult, StatusReport
 from ivr_bridge.recognition.base import SessionConfig
@@ -164,7 +164,7 @@ async def test_slow_decoding_is_not_client_idleness(start_local: StartFn, speech
     clock = ScaledClock(20)
     _, client = await start_local(clock=clock)
     requests = [options(), *chunks(speech_8k, 640)]  # 40 ms chunks: more than the read-ahead
-    assert len(requests) > srv.QUEUE_SIZE
+    assert len(requests) > session.QUEUE_SIZE
     out = await client.run(requests, clock=clock)
     assert out.code == grpc.StatusCode.OK, out.details
     assert "final" in out.events()
@@ -174,7 +174,7 @@ async def test_results_before_the_limit_are_delivered(
     start_local: StartFn, speech_8k: bytes
 ) -> None:
     limit = audio_ms(speech_8k) + 2000
-    _, client = await start_local(limits=srv.LocalLimits(max_audio_ms=limit))
+    _, client = await start_local(limits=rules.LocalLimits(max_audio_ms=limit))
     call = client.open()
     responses: list[pb.StreamingResponse] = []
     for request in [options(), *chunks(speech_8k), silence(1000)]:
@@ -215,3 +215,25 @@ async def test_bundled_sample_call(start_local: StartFn) -> None:
     assert [r.final_refinement.final_index for r in out.of("final_refinement")] == list(
         range(len(finals))
     )
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="bundled sample call missing")
+async def test_sessions_sharing_a_worker_process_get_the_same_words(start_local: StartFn) -> None:
+    """Two identical calls decoded at the same time in one worker process: the same words.
+
+    PocketSphinx's own dither draws from one generator per process, which made interleaved
+    sessions disagree; the engine's positional dither must not.
+    """
+    from ivr_bridge.audio.wav import read_wav
+
+    pcm = read_wav(SAMPLE, rate=8000)[: 2 * 8000 * 84 // 10]  # 8.4 s: two utterances
+    rec, client = await start_local(workers=1)
+    assert rec.pool.processes and len(rec.pool.lanes) == 1
+    runs = await asyncio.gather(
+        *(client.run([options(), *chunks(pcm, 1600), silence(1000)]) for _ in range(2))
+    )
+    texts = [[r.final.alternatives[0].text for r in out.of("final")] for out in runs]
+    assert all(out.code == grpc.StatusCode.OK for out in runs)
+    assert len(texts[0]) >= 2
+    assert texts[0] == texts[1]
+    assert rec.pool.lanes[0].calls >= 2 * (len(pcm) // 1600)  # both ran in the worker

@@ -16,7 +16,7 @@ import pytest
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge._proto import stt_v2_pb2 as pb
 from ivr_bridge._proto import stt_v2_pb2_grpc as pb_grpc
-from ivr_bridge.local.server import LocalLimits, LocalRecognizer, LocalRecognizerConfig
+from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
 from ivr_bridge.local.tones import synthesize_script
 
 SAMPLE = Path(__file__).resolve().parents[1] / "wire_compat" / "official_v2_sample.py"
@@ -24,9 +24,9 @@ SCRIPT = [["alpha", "lima", "whiskey"], ["foxtrot", "quebec", "one"]]
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LocalRecognizer]:
-    rec = LocalRecognizer(
-        LocalRecognizerConfig(
+async def server() -> AsyncIterator[EmbeddedSpeechKitServer]:
+    rec = EmbeddedSpeechKitServer(
+        EmbeddedServerConfig(
             port=0, engine="tones", api_key="k-123", limits=LocalLimits(max_audio_ms=20_000)
         )
     )
@@ -56,10 +56,12 @@ def audio(pcm: bytes, size: int = 4000) -> list[pb.StreamingRecognitionRequest]:
 
 
 async def call(
-    rec: LocalRecognizer, requests: Sequence[pb.StreamingRecognitionRequest], key: str = "k-123"
+    rec: EmbeddedSpeechKitServer,
+    requests: Sequence[pb.StreamingRecognitionRequest],
+    key: str = "k-123",
 ) -> tuple[list[pb.StreamingRecognitionResponse], str, str]:
     async with grpc.aio.insecure_channel(rec.address) as channel:
-        stub = pb_grpc.SttServiceStub(channel)
+        stub: Any = pb_grpc.SttServiceStub(channel)  # type: ignore[no-untyped-call]
         rpc = stub.StreamingRecognize(
             iter(requests), metadata=(("authorization", f"Api-Key {key}"),)
         )
@@ -76,7 +78,7 @@ def finals(responses: list[pb.StreamingRecognitionResponse]) -> list[pb.SpeechRe
     return [c for r in responses for c in r.chunks if c.final]
 
 
-async def test_finals_carry_words_and_end_of_utterance(server: LocalRecognizer) -> None:
+async def test_finals_carry_words_and_end_of_utterance(server: EmbeddedSpeechKitServer) -> None:
     pcm = synthesize_script(SCRIPT)
     out, code, _ = await call(server, [config(partial_results=True), *audio(pcm)])
     assert code == "OK"
@@ -92,7 +94,9 @@ async def test_finals_carry_words_and_end_of_utterance(server: LocalRecognizer) 
     assert any(not c.final for r in out for c in r.chunks)  # partials were asked for
 
 
-async def test_no_partials_unless_asked_and_single_utterance(server: LocalRecognizer) -> None:
+async def test_no_partials_unless_asked_and_single_utterance(
+    server: EmbeddedSpeechKitServer,
+) -> None:
     pcm = synthesize_script(SCRIPT)
     out, code, _ = await call(server, [config(single_utterance=True), *audio(pcm)])
     assert code == "OK"
@@ -113,14 +117,14 @@ async def test_no_partials_unless_asked_and_single_utterance(server: LocalRecogn
     ],
 )
 async def test_invalid_first_message(
-    server: LocalRecognizer, first: pb.StreamingRecognitionRequest, message: str
+    server: EmbeddedSpeechKitServer, first: pb.StreamingRecognitionRequest, message: str
 ) -> None:
     _, code, details = await call(server, [first])
     assert code == "INVALID_ARGUMENT"
     assert message in details
 
 
-async def test_rules_after_config(server: LocalRecognizer) -> None:
+async def test_rules_after_config(server: EmbeddedSpeechKitServer) -> None:
     _, code, details = await call(server, [config(), config()])
     assert (code, details) == ("INVALID_ARGUMENT", "config must be sent exactly once")
     _, code, details = await call(server, [config(), pb.StreamingRecognitionRequest()])
@@ -131,13 +135,15 @@ async def test_rules_after_config(server: LocalRecognizer) -> None:
     assert (code, details) == ("UNAUTHENTICATED", "invalid API key")
 
 
-async def test_stream_longer_than_the_limit_is_out_of_range(server: LocalRecognizer) -> None:
+async def test_stream_longer_than_the_limit_is_out_of_range(
+    server: EmbeddedSpeechKitServer,
+) -> None:
     pcm = bytes(2 * 8000 * 21)  # 21 s against a 20 s limit
     _, code, details = await call(server, [config(), *audio(pcm, 16000)])
     assert (code, details) == ("OUT_OF_RANGE", "Exceeded maximum allowed stream duration")
 
 
-async def test_normalized_text_unless_raw_results(server: LocalRecognizer) -> None:
+async def test_normalized_text_unless_raw_results(server: EmbeddedSpeechKitServer) -> None:
     pcm = synthesize_script([["foxtrot", "quebec", "one"]])
     out, code, _ = await call(server, [config(raw_results=False), *audio(pcm)])
     assert code == "OK"
@@ -145,7 +151,7 @@ async def test_normalized_text_unless_raw_results(server: LocalRecognizer) -> No
 
 
 async def test_the_documented_v2_sample_runs_against_it(
-    server: LocalRecognizer, tmp_path: Path
+    server: EmbeddedSpeechKitServer, tmp_path: Path
 ) -> None:
     raw = tmp_path / "speech.raw"
     raw.write_bytes(synthesize_script(SCRIPT))

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import structlog
 
 from ivr_bridge.clock import ScaledClock
 from ivr_bridge.recognition.base import SessionConfig
@@ -208,3 +209,25 @@ async def test_unauthenticated_twice_gives_up() -> None:
     await asyncio.wait_for(task, 10)
     assert rec.refreshes == 1
     assert "recognition_failed" in [k for k, _, _ in events]
+
+
+async def test_drain_timeout_follows_the_injected_clock_and_logs_carry_the_call() -> None:
+    # The recognizer stops answering before the call ends: the last drain times out. At
+    # 200x, a 600 s drain timeout is 3 s of real time; on real seconds it would be 10 min.
+    clock = ScaledClock(speed=200)
+    rec = FakeRecognizer(faults=[Fault(session=1, after_ms=100, stall=True)])
+    policy = PolicyConfig(keepalive=False, stall_timeout_s=100_000)
+    ch, events = make_channel(rec, policy=policy, clock=clock, drain_timeout_s=600)
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
+        with structlog.contextvars.bound_contextvars(call_id="call-under-test"):
+            task = asyncio.create_task(ch.run())
+        await feed(ch, utterance([1]))
+        ch.end_input()
+        await asyncio.wait_for(task, 60)
+    assert rec.streams[0].messages[-1] == ("finish", 0)
+    timeouts = [entry for entry in logs if entry["event"] == "drain_timeout"]
+    assert len(timeouts) == 1
+    assert all(e["call_id"] == "call-under-test" and e["channel"] == "caller" for e in logs)
+    assert finals(events) == []

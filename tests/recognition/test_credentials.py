@@ -6,11 +6,12 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import jwt as pyjwt  # test-only, via yandexcloud: an independent PS256 implementation
 import pytest
 import structlog
@@ -18,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from ivr_bridge.clock import ScaledClock
 from ivr_bridge.errors import ConfigError, RecognitionRejected, RecognitionUnavailable
 from ivr_bridge.recognition.credentials import (
     JWT_AUDIENCE,
@@ -34,6 +36,7 @@ KEY_ID = "ajeb9l33r5ukqn1r2mno"
 SA_ID = "ajegtlf2q28b6vmlq7sd"
 API_KEY = "AQVNzc1lRq7c0Vv2ghtPYmKd0aaSecretApiKey42"
 STATIC_TOKEN = "t1.9euelZrStaticIamTokenValue.0123456789abcdefABCDEF"
+_T = TypeVar("_T")
 PSS_32 = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
@@ -56,6 +59,10 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.advance(seconds)
         await asyncio.sleep(0)
+
+    async def wait_for(self, awaitable: Awaitable[_T], timeout: float | None) -> _T:
+        # Time stands still here, so no deadline can pass while the awaitable runs.
+        return await awaitable
 
     def advance(self, seconds: float) -> None:
         self.mono += seconds
@@ -370,6 +377,60 @@ async def test_refresh_returns_false_when_iam_refuses_the_key(
     iam.script = [401]
     with pytest.raises(RecognitionRejected):
         await creds.metadata()  # the refused token was dropped; within backoff: same error
+
+
+async def test_refresh_backoff_follows_the_injected_clock(
+    key_doc: dict[str, Any], rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """Backoff deadlines are clock time: on a 20x clock a 1 s backoff ends after 50 ms."""
+    clock = ScaledClock(speed=20)
+    iam = FakeIam(rsa_key.public_key(), clock.wall)
+    await iam.start()
+    c = ServiceAccountKeyCredentials(
+        AuthorizedKey.from_mapping(key_doc), token_url=iam.url, clock=clock, http_timeout_s=60
+    )
+    try:
+        iam.script = [503, 503]
+        with pytest.raises(RecognitionUnavailable):
+            await c.metadata()  # failure 1: the next try waits 1 s of clock time
+        with pytest.raises(RecognitionUnavailable):
+            await c.metadata()  # backing off: the last error again, no request
+        assert iam.requests == 1
+        await clock.sleep(1.05)
+        with pytest.raises(RecognitionUnavailable):
+            await c.metadata()  # failure 2: the schedule doubles to 2 s
+        assert iam.requests == 2
+        with pytest.raises(RecognitionUnavailable):
+            await c.metadata()
+        assert iam.requests == 2
+        await clock.sleep(2.05)
+        assert await c.metadata() == bearer(iam.tokens[0])
+        assert iam.requests == 3
+    finally:
+        await c.aclose()
+        await iam.stop()
+
+
+async def test_http_client_is_injectable(key_doc: dict[str, Any], clock: FakeClock) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        expires = rfc3339_nanos(clock.wall() + 3600)
+        return httpx.Response(200, json={"iamToken": "t1.injected", "expiresAt": expires})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    c = ServiceAccountKeyCredentials(
+        AuthorizedKey.from_mapping(key_doc),
+        token_url="https://iam.example.test/iam/v1/tokens",
+        clock=clock,
+        http_client=client,
+    )
+    assert await c.metadata() == bearer("t1.injected")
+    assert await c.metadata() == bearer("t1.injected")
+    assert len(bodies) == 1 and bodies[0]["jwt"].count(".") == 2
+    await c.aclose()
+    assert client.is_closed  # the credentials own the client they were given
 
 
 async def test_refresh_while_iam_unavailable_says_retry(

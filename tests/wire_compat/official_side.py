@@ -30,7 +30,8 @@ def b64(data: bytes) -> str:
 
 
 def to_dict(msg: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    result: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return result
 
 
 # ---- parse_requests ------------------------------------------------------------------------

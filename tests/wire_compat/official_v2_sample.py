@@ -31,7 +31,7 @@ def gen(folder_id: str, audio_file_name: str, language: str) -> Iterator[object]
         profanity_filter=True,
         model="general",
         partial_results=True,
-        audio_encoding="LINEAR16_PCM",
+        audio_encoding="LINEAR16_PCM",  # type: ignore[arg-type]  # as the docs write it
         sample_rate_hertz=8000,
     )
     streaming_config = stt_service_pb2.RecognitionConfig(

@@ -1,0 +1,198 @@
+"""Strict JSON for every JSON dialect: parse, then read typed fields, raising only DialectError.
+
+Python's ``json`` accepts things a PBX message must not carry: ``NaN``/``Infinity``, numbers
+like ``1e400`` or ten thousand digits, duplicate keys (which a later reader may resolve
+differently from us), and nesting deep enough to exhaust the stack. :func:`loads` refuses all
+of them. The field readers (:func:`obj`, :func:`text`, :func:`decimal`, :func:`b64decode`, ...)
+turn a wrong type into a DialectError whose reason names the field (``what``) and never
+quotes the value, because the payload may carry personal data and the reason goes on the
+wire and into logs.
+
+Close codes: :func:`invalid` 1007 (malformed), :func:`protocol` 1002 (order, state,
+identity), :func:`unsupported` 1003 (formats we do not take).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ivr_bridge.errors import DialectError
+
+MAX_DIGITS: Final = 18  # counters and timestamps: far beyond any real call
+MAX_DEPTH: Final = 32  # no PBX message nests deeper than a handful of levels
+
+
+def invalid(reason: str) -> DialectError:
+    return DialectError(reason, DialectError.INVALID_PAYLOAD)
+
+
+def protocol(reason: str) -> DialectError:
+    return DialectError(reason, DialectError.PROTOCOL_ERROR)
+
+
+def unsupported(reason: str) -> DialectError:
+    return DialectError(reason, DialectError.UNSUPPORTED_DATA)
+
+
+# ---- parsing -------------------------------------------------------------------------------
+
+
+def _reject_constant(_name: str) -> Any:
+    raise invalid("non-finite number in JSON")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise invalid("number out of range in JSON")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_DIGITS + 1:
+        raise invalid("number out of range in JSON")
+    return int(text)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise invalid("duplicate key in JSON object")
+    return obj
+
+
+def _depth_ok(text: str, limit: int) -> bool:
+    """Bracket depth outside strings, counted before parsing so no deep input reaches json."""
+    if text.count("[") + text.count("{") <= limit:
+        return True  # the common case, without a character loop
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def loads(text: str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse one JSON message strictly; any problem is a DialectError (1007)."""
+    if not _depth_ok(text, max_depth):
+        raise invalid("JSON nested too deeply")
+    try:
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            object_pairs_hook=_unique_keys,
+        )
+    except RecursionError:
+        raise invalid("JSON nested too deeply") from None
+    except DialectError:
+        raise
+    except ValueError:
+        raise invalid("invalid JSON") from None
+
+
+def dumps(message: Mapping[str, Any]) -> str:
+    """Compact JSON for frames we send."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---- typed field access --------------------------------------------------------------------
+
+
+def obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise invalid(f"{what} must be an object")
+    return value
+
+
+def required(message: Mapping[str, Any], key: str, what: str) -> Any:
+    if key not in message:
+        raise invalid(f"missing {what}")
+    return message[key]
+
+
+def utf8(value: str, what: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(f"{what} is not valid unicode") from None
+
+
+def text(value: Any, what: str) -> str:
+    """A non-empty string that can be re-encoded (no lone surrogates reach logs or sinks)."""
+    if not isinstance(value, str) or not value:
+        raise invalid(f"{what} must be a non-empty string")
+    utf8(value, what)
+    return value
+
+
+def decimal(value: Any, what: str) -> int:
+    """A counter: a decimal string ("42", as Twilio quotes them) or a non-negative integer."""
+    if isinstance(value, str):
+        if not (0 < len(value) <= MAX_DIGITS and value.isascii() and value.isdigit()):
+            raise invalid(f"{what} must be a decimal string")
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise invalid(f"{what} must be a decimal string")
+
+
+def optional_decimal(message: Mapping[str, Any], key: str, what: str) -> int | None:
+    return decimal(message[key], what) if key in message else None
+
+
+def integer(value: Any, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise invalid(f"{what} must be an integer")
+
+
+def b64decode(payload: str, what: str = "media.payload") -> bytes:
+    """RFC 4648 base64, canonical only: no whitespace, URL-safe letters or stray padding."""
+    if not payload.isascii():
+        raise invalid(f"{what} is not base64")
+    encoded = payload.encode("ascii")
+    try:
+        raw = binascii.a2b_base64(encoded, strict_mode=True)
+    except binascii.Error:
+        raise invalid(f"{what} is not base64") from None
+    if base64.b64encode(raw) != encoded:
+        raise invalid(f"{what} is not canonical base64")
+    return raw
+
+
+def string_map(value: Any, what: str) -> dict[str, str]:
+    """Custom parameters as strings; a non-string value is passed on as its JSON text."""
+    if value is None:
+        return {}
+    out: dict[str, str] = {}
+    for key, item in obj(value, what).items():
+        utf8(key, what)
+        rendered = (
+            item
+            if isinstance(item, str)
+            else json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+        )
+        utf8(rendered, what)
+        out[key] = rendered
+    return out

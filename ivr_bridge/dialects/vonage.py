@@ -1,0 +1,461 @@
+"""Vonage Voice API websockets, sans-I/O: a connected frame, then 20 ms L16 frames and events.
+
+An NCCO ``connect`` action with a ``websocket`` endpoint makes Vonage open a socket that
+behaves like a call participant:
+
+* the first frame is text JSON: ``{"event": "websocket:connected", "content-type":
+  "audio/l16;rate=16000", ...}`` with the NCCO's ``headers`` object flattened into it (this is
+  where the caller's ids and numbers arrive, if the application put them there);
+* then binary frames of 16-bit little-endian mono PCM, exactly 20 ms each (320 bytes at
+  8 kHz, 640 at 16 kHz), interleaved with text events: ``websocket:dtmf`` (digit and
+  duration), ``websocket:cleared`` and ``websocket:notify`` (the echoes of our ``clear`` and
+  ``notify`` actions).
+
+Audio is the mix of everything the participant hears: one channel. Back to Vonage go binary
+frames in the same format, again exactly 20 ms each — Vonage plays them in order and buffers
+about a minute (3072 frames), so one PlayAudio longer than ``max_play_frames`` is cut and
+the rest counted — plus ``{"action": "clear"}`` (barge-in) and ``{"action": "notify",
+"payload": ...}`` (a mark, echoed once the audio before it has played).
+
+Auth: Vonage signs nothing on the socket; put a secret ``token`` in the endpoint URI's query.
+
+Close codes: 1007 malformed JSON, content type, DTMF or audio; 1002 order; 1003 rate.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from ivr_bridge.audio.codecs import Resampler, resample
+from ivr_bridge.dialects.base import (
+    ClearAudio,
+    Dialect,
+    DialectSettings,
+    DialectSpec,
+    Disconnect,
+    OutboundRequest,
+    PlayAudio,
+    SendEvent,
+    SendMark,
+    UnsupportedRequest,
+    UpgradeRefused,
+    UpgradeRequest,
+)
+from ivr_bridge.errors import ConfigError, DialectError
+from ivr_bridge.model import (
+    Audio,
+    CallEnded,
+    CallStarted,
+    ChannelInfo,
+    DialectEvent,
+    Dtmf,
+    Mark,
+    MediaFormat,
+)
+
+NAME: Final = "vonage"
+CHANNEL: Final = "caller"
+SAMPLE_RATES: Final = (8000, 16000, 24000)
+NATIVE_RATES: Final = (8000, 16000)  # 24 kHz is resampled to 16 kHz for recognition
+FRAME_MS: Final = 20
+DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
+MAX_PLAY_FRAMES: Final = 3000  # Vonage buffers 3072 frames (about a minute)
+MARK_KEY: Final = "mark"  # where our notify payload carries the mark's name
+_CALL_ID_KEYS: Final = ("uuid", "call_uuid", "callUuid", "conversation_uuid", "call_id")
+_MAX_DIGITS: Final = 18
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+
+def _invalid(reason: str) -> DialectError:
+    return DialectError(reason, DialectError.INVALID_PAYLOAD)
+
+
+def _protocol(reason: str) -> DialectError:
+    return DialectError(reason, DialectError.PROTOCOL_ERROR)
+
+
+def _unsupported(reason: str) -> DialectError:
+    return DialectError(reason, DialectError.UNSUPPORTED_DATA)
+
+
+# ---- strict JSON: private copy, replace with ivr_bridge.dialects.strictjson at merge -------
+
+
+def _reject_constant(_name: str) -> Any:
+    raise _invalid("non-finite number in JSON")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _invalid("number out of range in JSON")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > _MAX_DIGITS + 1:
+        raise _invalid("number out of range in JSON")
+    return int(text)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _invalid("duplicate key in JSON object")
+    return obj
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            object_pairs_hook=_unique_keys,
+        )
+    except RecursionError:
+        raise _invalid("JSON nested too deeply") from None
+    except DialectError:
+        raise
+    except ValueError:
+        raise _invalid("invalid JSON") from None
+
+
+def _utf8(value: str, what: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid(f"{what} is not valid unicode") from None
+    return value
+
+
+def _as_text(value: Any, what: str) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return _utf8(text, what)
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, str) and 0 < len(value) <= _MAX_DIGITS and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    raise _invalid(f"{what} must be a non-negative integer")
+
+
+# ---- upgrade authentication: private copy; at merge, swap for dialects/upgrade_auth.py ----
+# (check_shared_secret(request, settings, query=True) and require_secrets; "token" ->
+# secrets["token"]).
+
+AUTH_SCHEMES: Final = ("none", "token")
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
+def check_upgrade(settings: DialectSettings, request: UpgradeRequest) -> str:
+    """Refuse (401 nothing offered, 403 wrong) before any recognition session; return the scheme.
+
+    "token": a ``token`` query parameter in the NCCO's websocket URI (or an
+    ``Authorization: Bearer`` header) equal to ``secrets["token"]``, compared in constant time.
+    """
+    origin = request.header("origin")
+    if origin is not None and origin not in settings.allowed_origins:
+        raise UpgradeRefused(403, "origin not allowed")
+    if settings.auth == "none":
+        return "none"
+    authorization = request.header("authorization") or ""
+    kind, _, credential = authorization.strip().partition(" ")
+    bearer = credential.strip() if kind.lower() == "bearer" else ""
+    offered = [v for v in (bearer, request.query_value("token")) if v]
+    if not offered:
+        raise UpgradeRefused(401, "token required")
+    ok = False
+    for value in offered:
+        ok |= _same(value, settings.secrets["token"])
+    if not ok:
+        raise UpgradeRefused(403, "token mismatch")
+    return "token"
+
+
+def check_settings(settings: DialectSettings) -> None:
+    """Start-up check: a scheme Vonage can use, with its secret."""
+    if settings.auth not in AUTH_SCHEMES:
+        raise ConfigError(f"dialects.{NAME}.auth", f"supported: {', '.join(AUTH_SCHEMES)}")
+    if settings.auth == "token" and not settings.secrets.get("token"):
+        raise ConfigError(
+            f"dialects.{NAME}.secrets.token", "required (or set IVR_BRIDGE_DIALECTS_VONAGE_TOKEN)"
+        )
+
+
+def parse_content_type(value: str) -> int:
+    """The rate of ``audio/l16;rate=N``; raises DialectError for anything else."""
+    kind, *params = (part.strip().lower() for part in value.split(";"))
+    if kind != "audio/l16":
+        raise _unsupported("unsupported content-type")
+    rates = [p.partition("=")[2].strip() for p in params if p.partition("=")[0].strip() == "rate"]
+    if len(rates) != 1 or not (rates[0].isascii() and rates[0].isdigit() and len(rates[0]) < 7):
+        raise _invalid("content-type needs one rate")
+    rate = int(rates[0])
+    if rate not in SAMPLE_RATES:
+        raise _unsupported("unsupported sample rate")
+    return rate
+
+
+# ---- the dialect ---------------------------------------------------------------------------
+
+
+@dataclass
+class VonageCounters:
+    """What one socket looked like on the wire; tolerated anomalies are counted here."""
+
+    messages: int = 0
+    media_frames: int = 0
+    media_bytes: int = 0
+    off_size_frames: int = 0  # not exactly 20 ms (Vonage promises 20 ms)
+    empty_frames: int = 0
+    dtmf: int = 0
+    marks: int = 0
+    cleared: int = 0
+    unknown_events: int = 0
+    after_close: int = 0  # frames that crossed our own close, ignored
+    playback_frames: int = 0
+    playback_frames_dropped: int = 0  # beyond max_play_frames in one PlayAudio
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+_CAPABILITIES: Final = frozenset({"play", "mark", "clear", "disconnect"})
+
+
+class VonageDialect:
+    """One Vonage websocket. Feed frames; send ``data_to_send()``; honour ``close_to_send()``."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        max_play_frames: int = MAX_PLAY_FRAMES,
+        custom_parameters: Mapping[str, str] | None = None,
+    ) -> None:
+        self.counters = VonageCounters()
+        self._max_play = max(1, max_play_frames)
+        self._custom = dict(custom_parameters or {})
+        self._started = False
+        self._ended = False
+        self._wire_rate = 0
+        self._rate = 0
+        self._frame_bytes = 0
+        self._resampler: Resampler | None = None
+        self._outbox: list[str | bytes] = []
+        self._close: tuple[int, str] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes in one 20 ms frame at the negotiated rate (0 before the connected frame)."""
+        return self._frame_bytes
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return _CAPABILITIES
+
+    # ---- inbound -------------------------------------------------------------------------
+
+    def receive_text(self, text: str) -> list[DialectEvent]:
+        """Feed one text frame: websocket:connected first, then events."""
+        self.counters.messages += 1
+        if self._close is not None:
+            self.counters.after_close += 1  # racing our own goodbye: not the PBX's fault
+            return []
+        if self._ended:
+            raise _protocol("message after the call ended")
+        message = _loads(text)
+        if not isinstance(message, dict):
+            raise _invalid("message must be a JSON object")
+        event = message.get("event")
+        if not self._started:
+            if event != "websocket:connected":
+                raise _protocol("first message must be websocket:connected")
+            return self._on_connected(message)
+        if event == "websocket:connected":
+            raise _protocol("duplicate websocket:connected")
+        if event == "websocket:dtmf":
+            return self._on_dtmf(message)
+        if event == "websocket:notify":
+            return self._on_notify(message)
+        if event == "websocket:cleared":
+            self.counters.cleared += 1
+            return []
+        self.counters.unknown_events += 1
+        return []
+
+    def receive_bytes(self, data: bytes) -> list[DialectEvent]:
+        """Feed one binary frame of L16 at the negotiated rate."""
+        self.counters.messages += 1
+        if self._close is not None:
+            self.counters.after_close += 1  # racing our own goodbye: not the PBX's fault
+            return []
+        if self._ended:
+            raise _protocol("audio after the call ended")
+        if not self._started:
+            raise _protocol("audio before websocket:connected")
+        if not data:
+            self.counters.empty_frames += 1
+            return []
+        if len(data) % 2:
+            raise _invalid("audio frame is not whole samples")
+        if len(data) != self._frame_bytes:
+            self.counters.off_size_frames += 1
+        self.counters.media_frames += 1
+        self.counters.media_bytes += len(data)
+        pcm = data if self._resampler is None else self._resampler.process(data)
+        return [Audio(CHANNEL, pcm)] if pcm else []
+
+    def receive_eof(self) -> list[DialectEvent]:
+        if self._ended:
+            return []
+        self._ended = True
+        return [CallEnded(reason="hangup")]
+
+    def _on_connected(self, message: dict[str, Any]) -> list[DialectEvent]:
+        content_type = message.get("content-type")
+        if not isinstance(content_type, str):
+            raise _invalid("content-type must be a string")
+        rate = parse_content_type(content_type)
+        custom = dict(self._custom)
+        for key, value in message.items():
+            if key not in ("event", "content-type"):
+                custom[_utf8(key, "headers")] = _as_text(value, "headers")
+        call_id = next((custom[k] for k in _CALL_ID_KEYS if k in custom), "")
+        out_rate = rate if rate in NATIVE_RATES else 16000
+
+        self._started = True
+        self._wire_rate, self._rate = rate, out_rate
+        self._frame_bytes = rate * FRAME_MS // 1000 * 2
+        if out_rate != rate:
+            self._resampler = Resampler(rate, out_rate)
+        return [
+            CallStarted(
+                dialect=self.name,
+                platform_call_id=call_id,
+                stream_id=call_id,
+                channels=(ChannelInfo(CHANNEL, "mix"),),
+                media_format=MediaFormat("l16", rate, 1),
+                sample_rate=out_rate,
+                metadata={"content_type": content_type, "sample_rate": str(rate)},
+                custom_parameters=custom,
+            )
+        ]
+
+    def _on_dtmf(self, message: dict[str, Any]) -> list[DialectEvent]:
+        body = message.get("dtmf", message)  # older payloads nest the fields under "dtmf"
+        if not isinstance(body, dict):
+            raise _invalid("dtmf must be an object")
+        digit = body.get("digit")
+        if not isinstance(digit, str) or digit.upper() not in DTMF_DIGITS:
+            raise _invalid("digit is not a DTMF digit")
+        duration = _count(body["duration"], "duration") if "duration" in body else None
+        self.counters.dtmf += 1
+        return [Dtmf(CHANNEL, digit.upper(), duration)]
+
+    def _on_notify(self, message: dict[str, Any]) -> list[DialectEvent]:
+        payload = message.get("payload")
+        name = payload.get(MARK_KEY) if isinstance(payload, dict) else None
+        if not isinstance(name, str) or not name:
+            self.counters.unknown_events += 1  # someone else's notify: not a mark of ours
+            return []
+        self.counters.marks += 1
+        return [Mark(_utf8(name, "payload.mark"))]
+
+    # ---- outbound ------------------------------------------------------------------------
+
+    def send(self, request: OutboundRequest) -> None:
+        """Queue a request for Vonage; then send ``data_to_send()``."""
+        if isinstance(request, SendEvent):
+            raise UnsupportedRequest("Vonage websockets carry no event messages")
+        if not self._started or self._ended or self._close is not None:
+            return
+        if isinstance(request, PlayAudio):
+            self._play(request)
+        elif isinstance(request, SendMark):
+            self._json({"action": "notify", "payload": {MARK_KEY: request.name}})
+        elif isinstance(request, ClearAudio):
+            self._json({"action": "clear"})
+        elif isinstance(request, Disconnect):
+            self._close = (1000, request.reason[:120] or "call ended")
+
+    def close(self, reason: str) -> None:
+        """Closing the socket ends Vonage's websocket leg; there is no goodbye message."""
+        if self._close is None:
+            self._close = (1000, reason[:120])
+
+    def data_to_send(self) -> list[str | bytes]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def close_to_send(self) -> tuple[int, str] | None:
+        return self._close
+
+    def _play(self, request: PlayAudio) -> None:
+        pcm = resample(request.pcm, request.sample_rate, self._wire_rate)
+        if not pcm:
+            return
+        step = self._frame_bytes
+        pcm += bytes(-len(pcm) % step)  # Vonage wants whole 20 ms frames: pad with silence
+        frames = len(pcm) // step
+        kept = min(frames, self._max_play)
+        self._outbox.extend(pcm[i * step : (i + 1) * step] for i in range(kept))
+        self.counters.playback_frames += kept
+        self.counters.playback_frames_dropped += frames - kept
+
+    def _json(self, message: dict[str, Any]) -> None:
+        self._outbox.append(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+
+class VonageFactory:
+    """Authenticates the upgrade. Options: ``max_play_frames`` (3000). Query parameters other
+    than ``token`` become custom parameters, beside the NCCO headers."""
+
+    name = NAME
+
+    def __init__(self, settings: DialectSettings) -> None:
+        check_settings(settings)
+        self.settings = settings
+        self.max_play_frames = int(settings.options.get("max_play_frames", MAX_PLAY_FRAMES))
+        if self.max_play_frames < 1:
+            raise ConfigError(f"dialects.{NAME}.options.max_play_frames", "must be positive")
+
+    def open(self, request: UpgradeRequest) -> Dialect:
+        check_upgrade(self.settings, request)
+        params = {k: v[0] for k, v in request.query.items() if v and k != "token"}
+        return VonageDialect(max_play_frames=self.max_play_frames, custom_parameters=params)
+
+
+SPEC: Final = DialectSpec(
+    name=NAME,
+    default_path="/vonage",
+    make_factory=VonageFactory,
+    description="Vonage Voice API websocket (websocket:connected, 20 ms L16 frames, DTMF)",
+)

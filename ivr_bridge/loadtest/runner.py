@@ -1,0 +1,185 @@
+"""Starts the probe recognizer and the server under test, plays the calls, builds the report.
+
+Each party runs in its own process: the probe recognizer, the server (``ivr-bridge serve`` by
+default, or any command given, such as the benchmarks' baseline bridge), and this process as
+the load generator. The server's CPU and memory are read from /proc for its pid only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ivr_bridge.loadtest import procstat
+from ivr_bridge.loadtest.generator import FRAME_S, run_calls
+from ivr_bridge.loadtest.report import (
+    LoadReport,
+    event_latencies,
+    parse_receipts,
+    percentile,
+    upstream_delays,
+)
+from ivr_bridge.simulators.base import ClientAuth
+
+
+@dataclass(frozen=True, slots=True)
+class LoadTestOptions:
+    calls: int = 10
+    duration_s: float = 10.0
+    ramp_s: float = 2.0
+    dialect: str = "twilio"
+    auth: ClientAuth | None = None
+    # The server command; {port}, {recognizer} and {events} are filled in. Empty: ivr-bridge.
+    server_cmd: Sequence[str] = ()
+    server_env: dict[str, str] = field(default_factory=dict)
+    label: str = "ivr-bridge"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bridge_cmd() -> list[str]:
+    launch = "import sys; from ivr_bridge.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", launch, "serve", "--port", "{port}"]
+
+
+def _bridge_env(recognizer: str, events: str, calls: int) -> dict[str, str]:
+    return {
+        "IVR_BRIDGE_SPEECHKIT_ENDPOINT": recognizer,
+        "IVR_BRIDGE_SPEECHKIT_TLS": "false",
+        "IVR_BRIDGE_SPEECHKIT_LANGUAGES": "en-US",
+        "IVR_BRIDGE_EVENTS_JSONL": events,
+        "IVR_BRIDGE_SERVER_MAX_CALLS": str(calls + 16),
+        "IVR_BRIDGE_LOGGING_LEVEL": "warning",
+    }
+
+
+async def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before listening")
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("server did not start listening in time")
+
+
+def _start_probe(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    out = workdir / "receipts.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ivr_bridge.loadtest.probe", "--port", "0", "--out", str(out)],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().strip()
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise RuntimeError("probe recognizer did not start")
+    return proc, f"127.0.0.1:{line.split()[1]}", out
+
+
+def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def run_loadtest(
+    options: LoadTestOptions, progress: Callable[[str], None] | None = None
+) -> LoadReport:
+    """One load test: probe + server in their own processes, calls from this one."""
+    with tempfile.TemporaryDirectory(prefix="ivr-loadtest-") as tmp:
+        workdir = Path(tmp)
+        events = workdir / "events.jsonl"
+        probe, recognizer, receipts_path = _start_probe(workdir)
+        port = free_port()
+        fill = {"port": str(port), "recognizer": recognizer, "events": str(events)}
+        cmd = [part.format(**fill) for part in (options.server_cmd or _bridge_cmd())]
+        env = {**os.environ, **_bridge_env(recognizer, str(events), options.calls)}
+        env.update({k: v.format(**fill) for k, v in options.server_env.items()})
+        server = _spawn(cmd, env)
+        try:
+            await _wait_listening(port, server, 30.0)
+            before = procstat.sample(server.pid)
+            peak_rss = [before.rss_bytes]
+
+            async def watch_rss() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    with contextlib.suppress(OSError):
+                        peak_rss[0] = max(peak_rss[0], procstat.sample(server.pid).rss_bytes)
+
+            watcher = asyncio.create_task(watch_rss())
+
+            def tick(ticks: int, live: int, failed: int) -> None:
+                if progress is not None:
+                    progress(f"t={ticks * FRAME_S:6.1f}s live={live:4d} failed={failed}")
+
+            records = await run_calls(
+                f"ws://127.0.0.1:{port}",
+                dialect=options.dialect,
+                calls=options.calls,
+                duration_s=options.duration_s,
+                ramp_s=options.ramp_s,
+                progress=tick,
+                auth=options.auth,
+            )
+            after = procstat.sample(server.pid)
+            watcher.cancel()
+            await asyncio.sleep(1.5)  # let the last finals and call_ended reach the sinks
+        finally:
+            _stop(server)
+            _stop(probe)
+        receipts = parse_receipts(receipts_path.read_text()) if receipts_path.exists() else []
+        lines = events.read_text().splitlines() if events.exists() else []
+    sends = {r.call_no: r.send_times for r in records}
+    delays = upstream_delays(sends, receipts, {r.call_no: r.frame_samples for r in records})
+    lateness = [x for r in records for x in r.lateness_ms]
+    latencies, dropped = event_latencies(lines)
+    frames_sent = sum(len(r.send_times) for r in records)
+    call_seconds = frames_sent * FRAME_S
+    ok = sum(1 for r in records if r.ok)
+    return LoadReport(
+        target=options.label,
+        calls=options.calls,
+        calls_ok=ok,
+        calls_failed=options.calls - ok,
+        duration_s=options.duration_s,
+        send_lateness_p50_ms=percentile(lateness, 50),
+        send_lateness_p99_ms=percentile(lateness, 99),
+        upstream_delay_p50_ms=percentile(delays, 50),
+        upstream_delay_p99_ms=percentile(delays, 99),
+        upstream_delay_max_ms=max(delays) if delays else float("nan"),
+        frames_sent=frames_sent,
+        frames_received=len(delays),
+        event_latency_p50_ms=percentile(latencies, 50),
+        event_latency_p99_ms=percentile(latencies, 99),
+        finals=len(latencies),
+        cpu_ms_per_call_second=(after.cpu_s - before.cpu_s) * 1000 / max(call_seconds, 1e-9),
+        rss_kb_per_call=(peak_rss[0] - before.rss_bytes) / 1024 / max(1, options.calls),
+        dropped_samples=dropped,
+    )

@@ -1,0 +1,100 @@
+"""The JSON-lines sink under log rotation: SIGHUP reopen, rename and delete noticed without a
+signal, failing writes counted, an unwritable path refused at startup by name."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ivr_bridge.errors import ConfigError, SinkError
+from ivr_bridge.events.bus import EventBus
+from ivr_bridge.events.jsonl import JsonlSink
+from ivr_bridge.model import UtteranceEvent
+
+from .factories import make
+
+
+def ev(seq: int) -> UtteranceEvent:
+    return make("c", seq, "dtmf", channel="caller")
+
+
+def seqs(path: Path) -> list[int]:
+    return [json.loads(line)["seq"] for line in path.read_text().splitlines()]
+
+
+async def test_rename_is_noticed_without_a_signal(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = JsonlSink(path)
+    await sink.deliver(ev(1))
+    path.rename(tmp_path / "events.jsonl.1")  # logrotate without copytruncate
+    await sink.deliver(ev(2))
+    path.unlink()  # and a delete
+    await sink.deliver(ev(3))
+    await sink.aclose()
+    assert seqs(tmp_path / "events.jsonl.1") == [1]
+    assert seqs(path) == [3]
+    assert sink.reopened == 2
+
+
+async def test_sighup_reopen_through_the_bus(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = JsonlSink(path)
+    bus = EventBus()
+    bus.add_sink(sink)
+    bus.publish(ev(1))
+    bus.publish(ev(2))
+    for _ in range(100):
+        if bus.stats()["jsonl"].delivered == 2:
+            break
+        await asyncio.sleep(0.001)
+    os.replace(path, tmp_path / "old.jsonl")
+    bus.reopen()
+    bus.publish(ev(3))
+    await bus.aclose()
+    assert seqs(tmp_path / "old.jsonl") == [1, 2]
+    assert seqs(path) == [3]
+    assert sink.reopened == 1
+
+
+async def test_failing_write_is_counted_not_raised_past_the_bus(tmp_path: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    sink = JsonlSink("/dev/full")
+    with pytest.raises(SinkError, match="full"):
+        await sink.deliver(ev(1))
+    bus = EventBus()
+    bus.add_sink(sink)
+    stats = bus.stats()["jsonl"]
+    bus.publish(ev(2))
+    await bus.aclose()
+    assert (stats.failed, stats.lost, stats.delivered) == (1, 1, 0)
+    assert sink.write_errors == 2
+
+
+def test_unwritable_path_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(ConfigError) as err:
+        JsonlSink(blocker / "events.jsonl")
+    assert err.value.key == "events.jsonl"
+    assert str(blocker / "events.jsonl") in str(err.value)
+
+
+async def test_reopen_failure_is_logged_and_the_next_write_retries(tmp_path: Path) -> None:
+    path = tmp_path / "d" / "events.jsonl"
+    sink = JsonlSink(path)
+    (tmp_path / "d" / "events.jsonl").unlink()
+    (tmp_path / "d").rmdir()
+    (tmp_path / "d").write_text("")  # the directory is now a file: reopen cannot succeed
+    sink.reopen()
+    assert sink.health()["open"] is False
+    with pytest.raises(SinkError):
+        await sink.deliver(ev(1))
+    (tmp_path / "d").unlink()
+    await sink.deliver(ev(2))  # the directory is recreated and the file reopened
+    await sink.aclose()
+    assert seqs(path) == [2]

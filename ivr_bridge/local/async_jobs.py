@@ -231,7 +231,13 @@ class AsyncJobs:
         for job in done[: max(0, len(self._jobs) - MAX_JOBS + 1)]:
             del self._jobs[job.id]
 
+    @property
+    def running(self) -> int:
+        """Jobs recognizing in the background now."""
+        return len(self._tasks)
+
     async def aclose(self) -> None:
+        """Cancel the jobs still running (the embedded server is stopping)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,8 +21,10 @@ from ivr_bridge._proto import operation_pb2_grpc as op_grpc
 from ivr_bridge._proto import stt_v3_async_pb2 as apb
 from ivr_bridge._proto import stt_v3_async_pb2_grpc as apb_grpc
 from ivr_bridge._proto import stt_v3_pb2 as pb3
+from ivr_bridge.local.async_jobs import AudioSpec
 from ivr_bridge.local.rest import LocalRestServer
 from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer
+from ivr_bridge.local.services import jobs_of
 from tests.transcribe.audio_files import LEFT, pcm, stereo_wav
 
 AUTH = (("authorization", "Api-Key k"),)
@@ -77,6 +81,8 @@ async def test_grpc_flow_results_per_channel(
         done = await wait_done(ops, op.id)
         assert done.WhichOneof("result") == "response"
         assert done.response.type_url == "type.googleapis.com/google.protobuf.Empty"
+        # Decoded through the server's engine pool (never on the event loop), then released.
+        assert rec.pool.lanes[0].calls > 0 and rec.pool.load() == [0]
         responses = [
             r
             async for r in stt.GetRecognition(
@@ -146,6 +152,32 @@ async def test_grpc_errors(env: tuple[EmbeddedSpeechKitServer, LocalRestServer])
         assert (await code_of(later.read()))[0] == grpc.StatusCode.INVALID_ARGUMENT
         missing = stt.GetRecognition(apb.GetRecognitionRequest(operation_id=""), metadata=AUTH)
         assert (await code_of(missing.read()))[0] == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_jobs_still_running_are_cancelled_when_the_server_stops() -> None:
+    rec = EmbeddedSpeechKitServer(EmbeddedServerConfig(port=0, engine="tones"))
+    await rec.start()
+    connected = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await reader.read()  # never answers; returns when the client goes away
+        writer.close()
+
+    files = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = files.sockets[0].getsockname()[1]
+    try:
+        jobs = jobs_of(rec)
+        spec = AudioSpec("WAV")
+        job = jobs.submit("v3", spec, uri=f"http://127.0.0.1:{port}/bucket/a.wav")
+        await connected.wait()
+        assert jobs.running == 1 and not job.done
+        await rec.stop(grace=0.1)
+        assert jobs.running == 0 and not job.done  # cancelled, not failed by a stopped engine
+    finally:
+        await rec.stop(grace=0.1)
+        files.close()
+        await files.wait_closed()
 
 
 async def test_rest_v2_shapes(env: tuple[EmbeddedSpeechKitServer, LocalRestServer]) -> None:
@@ -263,3 +295,37 @@ def test_async_and_operation_messages_match_the_official_stubs() -> None:
     ] == official["methods"]
     ops = op_pb.DESCRIPTOR.services_by_name["OperationService"]
     assert [[m.full_name, m.input_type.full_name] for m in ops.methods] == official["ops"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_local_recognizer_command_serves_the_v2_rest_front() -> None:
+    """``ivr-bridge local-recognizer --rest-port`` answers v2 REST next to gRPC, and stops
+    cleanly on SIGTERM."""
+    rest_port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "ivr_bridge", "local-recognizer", "--engine", "tones"],
+        *["--port", "0", "--api-key", "k", "--rest-port", str(rest_port)],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        while b"local_recognizer_listening" not in (line := await proc.stdout.readline()):
+            assert line, "the command exited before listening"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}") as http:
+            missing = await http.get("/operations/nope", headers={"authorization": "Api-Key k"})
+            assert missing.status_code == 404 and missing.json()["code"] == 5
+            unauth = await http.get("/operations/nope")
+            assert unauth.status_code == 401
+        proc.send_signal(signal.SIGTERM)
+        assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -378,6 +378,13 @@ def _validate_recording(s: Settings) -> None:
         "recording.api",
         "v2 recognizes files in Object Storage: set storage.bucket",
     )
+    _check(
+        s.storage.endpoint.startswith(("https://", "http://")),
+        "storage.endpoint",
+        "must be an http(s):// URL",
+    )
+    # SigV4 presigned links live at most 7 days.
+    _positive(s.storage.presign_ttl_s, "storage.presign_ttl_s", 7 * 86400)
 
 
 def _validate_server(srv: ServerSettings) -> None:

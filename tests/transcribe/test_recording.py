@@ -99,3 +99,7 @@ def test_recording_config_checks() -> None:
         load_settings(env={"IVR_BRIDGE_RECORDING_API": "v9"})
     ok = load_settings(env={"IVR_BRIDGE_RECORDING_API": "v2", "IVR_BRIDGE_STORAGE_BUCKET": "b"})
     assert ok.storage.bucket == "b"
+    with pytest.raises(ConfigError, match="at most 604800 s"):
+        load_settings(env={"IVR_BRIDGE_STORAGE_PRESIGN_TTL_S": "0"})
+    with pytest.raises(ConfigError, match=r"storage\.endpoint"):
+        load_settings(env={"IVR_BRIDGE_STORAGE_ENDPOINT": "storage.yandexcloud.net"})

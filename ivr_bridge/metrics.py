@@ -6,8 +6,9 @@ Labels never carry call ids, phone numbers or anything else personal: only total
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from ivr_bridge.events.bus import SinkStats
 from ivr_bridge.recognition.accounting import METRICS, CallAccounting
 
 
@@ -79,10 +80,15 @@ class Metrics:
                 for (d, r), n in sorted(self.upgrades_refused.items())
             ],
         )
-        for stat in ("delivered", "failed", "dropped_queue_full"):
+        # Every SinkStats field, from its one definition: counters, and "queued" as a gauge.
+        for stat in (f.name for f in fields(SinkStats)):
+            gauge = stat == "queued"
+            subject = (
+                "sink_calls_over_quota" if stat == "calls_over_quota" else f"sink_events_{stat}"
+            )
             metric(
-                f"sink_events_{stat}_total",
-                "counter",
+                subject if gauge else f"{subject}_total",
+                "gauge" if gauge else "counter",
                 f"events {stat.replace('_', ' ')}, by sink",
                 [
                     (f'{{sink="{name}"}}', counts.get(stat, 0))

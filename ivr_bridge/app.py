@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from ivr_bridge.audiosocket_server import AudioSocketServer
 from ivr_bridge.call import CallOptions
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.config import Settings
@@ -132,6 +133,7 @@ class BridgeApp:
         self.recognizer: SpeechKitV3Recognizer | SpeechKitV2Recognizer | None = None
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
+        self.audiosocket: AudioSocketServer | None = None  # server.audiosocket_port, if set
         self._credentials: Credentials | None = None
         self.recordings: Recordings | None = None
 
@@ -258,9 +260,37 @@ class BridgeApp:
             clock=self._clock,
         )
         try:
-            return await self.server.start()
+            port = await self.server.start()
         except OSError as exc:
             raise _listen_error(exc, "server", s.server.host, s.server.port) from None
+        await self._start_audiosocket(options)
+        return port
+
+    async def _start_audiosocket(self, options: CallOptions) -> None:
+        """Asterisk AudioSocket on its own TCP port, sharing the recognizer, bus and metrics."""
+        s = self.settings.server
+        if not s.audiosocket_port or self.server is None:
+            return
+        assert self.recognizer is not None and self.bus is not None
+        self.audiosocket = AudioSocketServer(
+            recognizer=self.recognizer,
+            bus=self.bus,
+            options=options,
+            host=s.audiosocket_host,
+            port=s.audiosocket_port,
+            allowed_addresses=s.audiosocket_allow,
+            max_calls=s.max_calls,
+            clock=self._clock,
+            metrics=self.server.metrics,
+        )
+        try:
+            await self.audiosocket.start()
+        except OSError as exc:
+            self.audiosocket = None
+            error = _listen_error(exc, "server", s.audiosocket_host, s.audiosocket_port)
+            key = error.key.replace("server.", "server.audiosocket_")
+            raise ConfigError(key, error.problem) from None
+        self.server.add_metrics_source(self.audiosocket.counters)
 
     async def reopen_sinks(self) -> bool:
         """After logrotate (SIGHUP): ask the event bus to reopen its file sinks.
@@ -350,6 +380,9 @@ class BridgeApp:
         return bus
 
     async def stop(self, drain_timeout_s: float = 0.0) -> None:
+        if self.audiosocket is not None:
+            await self.audiosocket.drain(drain_timeout_s)
+            self.audiosocket = None
         if self.server is not None:
             await self.server.drain(drain_timeout_s)
             self.server = None

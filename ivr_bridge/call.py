@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 logger = structlog.get_logger(__name__)
 
+# After the bridge's goodbye, a protocol whose client ends the session (AudioHook: our
+# ``disconnect``, its ``close``, our ``closed``) gets this long, clock time, to answer.
+GOODBYE_GRACE_S = 10.0
+
 
 class MessageStream(Protocol):
     """The websocket as call.py sees it (server.py adapts the real one)."""
@@ -180,19 +184,54 @@ class Call:
 
     # ---- the dialect's output ---------------------------------------------------------
 
-    async def _flush(self) -> None:
-        """Send whatever the dialect has queued, in order."""
+    async def _flush(self) -> int:
+        """Send whatever the dialect has queued, in order; return how many frames."""
         async with self._send_lock:
-            for frame in self._dialect.data_to_send():
+            frames = self._dialect.data_to_send()
+            for frame in frames:
                 await self._stream.send(frame)
+        return len(frames)
+
+    async def _await_goodbye_reply(self) -> None:
+        """Keep reading after our goodbye until the dialect wants the socket closed (the
+        client's close answered), the peer hangs up, or GOODBYE_GRACE_S passes."""
+        deadline = self._clock.now() + GOODBYE_GRACE_S
+        while self._dialect.close_to_send() is None:
+            remaining = deadline - self._clock.now()
+            if remaining <= 0:
+                self._log.info("goodbye_unanswered", grace_s=GOODBYE_GRACE_S)
+                return
+            try:
+                message = await self._clock.wait_for(self._stream.recv(), remaining)
+            except TimeoutError:
+                continue
+            if message is None:
+                return
+            self._messages += 1
+            try:
+                if isinstance(message, str):
+                    events = self._dialect.receive_text(message)
+                else:
+                    events = self._dialect.receive_bytes(message)
+            except DialectError as exc:
+                self._log.warning("protocol_error_after_goodbye", reason=exc.reason)
+                await self._flush()
+                return
+            self._handle_all(events)
+            await self._flush()
 
     async def _goodbye(self, default: tuple[int, str]) -> None:
         """Let the dialect say goodbye in its protocol, send it, then close the socket with the
         dialect's close code (or ``default`` when it has none)."""
         try:
+            awaits_reply = False
             if self._dialect.close_to_send() is None:
                 self._dialect.close(default[1])
-            await self._flush()
+                # A goodbye message with no close of its own expects the client to answer.
+                awaits_reply = self._dialect.close_to_send() is None
+            sent = await self._flush()
+            if awaits_reply and sent:
+                await self._await_goodbye_reply()
             await self._stream.close(*(self._dialect.close_to_send() or default))
         except Exception:
             # The socket may already be gone; closing is best effort and must not stop _finish.

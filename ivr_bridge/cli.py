@@ -103,6 +103,12 @@ async def _simulate(args: argparse.Namespace) -> int:
         )
         if value
     }
+    if args.auth == "audiohook":  # the bridge's layout: API key -> base64 client secret
+        secrets = {args.api_key or "": args.client_secret or ""}
+    options = {"probe": True} if args.probe else {}
+    if args.probe and args.dialect != "audiohook":
+        print("--probe is AudioHook's connection probe: use --dialect audiohook", file=sys.stderr)
+        return 2
     report = await simulate_call(
         args.url,
         args.wav,
@@ -113,6 +119,7 @@ async def _simulate(args: argparse.Namespace) -> int:
         tracks=args.tracks,
         dialect=args.dialect,
         auth=ClientAuth(args.auth, secrets),
+        encoder_options=options,
     )
     print(report.format_report())
     return 0
@@ -244,9 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--auth",
         default="none",
-        choices=("none", "signature", "token", "basic"),
+        choices=("none", "signature", "token", "basic", "audiohook"),
         help="authenticate the upgrade as the platform does",
     )
+    p.add_argument("--api-key", help="AudioHook X-API-KEY (--auth audiohook)")
+    p.add_argument("--client-secret", help="AudioHook base64 client secret (--auth audiohook)")
+    p.add_argument("--probe", action="store_true", help="AudioHook: play the connection probe")
     p.add_argument("--auth-token", help="Twilio auth token (--auth signature)")
     p.add_argument("--token", help="shared token (--auth token)")
     p.add_argument("--username", help="basic-auth user (--auth basic)")

@@ -33,6 +33,11 @@ class ServerSettings:
     # The base URL platforms call (e.g. "wss://bridge.example.com"), for request signatures
     # behind TLS termination or a proxy; empty: rebuilt from the Host header.
     public_url: str = ""
+    # Asterisk AudioSocket on a TCP port of its own (0 = off). The protocol has no auth and
+    # no TLS: keep the host private and list the PBXs' addresses (or CIDR networks).
+    audiosocket_port: int = 0
+    audiosocket_host: str = "127.0.0.1"
+    audiosocket_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +415,24 @@ def _validate_server(srv: ServerSettings) -> None:
     )
     _check(1 <= srv.max_calls <= 100_000, "server.max_calls", "must be 1..100000")
     _positive(srv.drain_timeout_s, "server.drain_timeout_s", 3600)
+    _validate_audiosocket(srv)
+
+
+def _validate_audiosocket(srv: ServerSettings) -> None:
+    from ivr_bridge.audiosocket_server import parse_allow_list
+
+    _check(0 <= srv.audiosocket_port <= 65535, "server.audiosocket_port", "must be 0 (off)..65535")
+    _check(
+        bool(srv.audiosocket_host) and not any(c.isspace() for c in srv.audiosocket_host),
+        "server.audiosocket_host",
+        "must be a host name or address without spaces",
+    )
+    try:
+        parse_allow_list(srv.audiosocket_allow)
+    except ValueError:
+        raise ConfigError(
+            "server.audiosocket_allow", "must list addresses or CIDR networks"
+        ) from None
 
 
 def _validate_speechkit(sk: SpeechKitSettings) -> None:

@@ -35,7 +35,13 @@ class Metrics:
             self.totals[name] = self.totals.get(name, 0) + int(getattr(total, name))
         self.recognition_failed_channels += accounting.failed_channels
 
-    def render(self, gauges: Mapping[str, float], sinks: Mapping[str, Mapping[str, int]]) -> str:
+    def render(
+        self,
+        gauges: Mapping[str, float],
+        sinks: Mapping[str, Mapping[str, int]],
+        factories: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> str:
+        """``factories``: dialect -> that dialect factory's own counters (auth checks)."""
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -78,6 +84,16 @@ class Metrics:
             [
                 (f'{{dialect="{d}",reason="{r}"}}', n)
                 for (d, r), n in sorted(self.upgrades_refused.items())
+            ],
+        )
+        metric(
+            "dialect_factory_total",
+            "counter",
+            "dialect factories' own counters (upgrade checks), by dialect and counter",
+            [
+                (f'{{dialect="{d}",counter="{c}"}}', n)
+                for d, counts in sorted((factories or {}).items())
+                for c, n in sorted(counts.items())
             ],
         )
         # Every SinkStats field, from its one definition: counters, and "queued" as a gauge.

@@ -15,7 +15,7 @@ import contextlib
 import json
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from http import HTTPStatus
 
@@ -24,6 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from ivr_bridge import __version__
 from ivr_bridge.call import Call, CallOptions
@@ -111,6 +112,10 @@ class BridgeServer:
         self._accepted: weakref.WeakKeyDictionary[ServerConnection, tuple[Route, Dialect]] = (
             weakref.WeakKeyDictionary()
         )
+        # A refusal to hold back before answering (the factory's ``refusal_delay_s``).
+        self._refusal_delay: weakref.WeakKeyDictionary[ServerConnection, float] = (
+            weakref.WeakKeyDictionary()
+        )
         self._recognizer = recognizer
         self._bus = bus
         self._options = options
@@ -130,6 +135,11 @@ class BridgeServer:
         self.calls_total = 0
         self.calls_rejected = 0
         self.metrics = Metrics()
+        self._metrics_sources: list[Callable[[], Mapping[str, int]]] = []
+
+    def add_metrics_source(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """More gauges and totals for /metrics (the AudioSocket listener's, for one)."""
+        self._metrics_sources.append(source)
 
     @property
     def port(self) -> int:
@@ -148,6 +158,7 @@ class BridgeServer:
             self._host,
             self._port,
             process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
             max_size=self._max_size,
             max_queue=32,
             compression=None,
@@ -177,7 +188,29 @@ class BridgeServer:
         )
         return Response(status.value, status.phrase, headers, data)
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Answer HTTP requests and refused upgrades; a refusal may be held back a while
+        (AudioHook: slows down guessing). Each handshake runs in its own task, so the
+        wait delays only that peer, never another connection."""
+        response = self._route_request(connection, request)
+        delay = self._refusal_delay.pop(connection, 0.0)
+        if response is not None and delay > 0:
+            await self._clock.sleep(delay)
+        return response
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        """The first subprotocol the client offered that its route's platform uses."""
+        accepted = self._accepted.get(connection)
+        if accepted is None:
+            return None
+        route = accepted[0]
+        return next((p for p in offered if p in route.subprotocols), None)
+
+    def _route_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in ("/healthz", "/livez"):
             return self._json(
@@ -198,8 +231,10 @@ class BridgeServer:
                     "calls_rejected": self.calls_rejected,
                     "draining": float(self._draining),
                     "events_published": self._bus.published,
+                    **{k: v for source in self._metrics_sources for k, v in source().items()},
                 },
                 {name: asdict(st) for name, st in self._bus.stats().items()},
+                factories=self._factory_counters(),
             ).encode()
             headers = Headers(
                 [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]
@@ -215,6 +250,15 @@ class BridgeServer:
             self.calls_rejected += 1
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not accepting calls"})
         return self._open_dialect(connection, request, route)
+
+    def _factory_counters(self) -> dict[str, Mapping[str, int]]:
+        """Each dialect factory's own counters (AudioHook: signature checks, replays...)."""
+        out: dict[str, Mapping[str, int]] = {}
+        for route in self._routes.values():
+            counters = getattr(route.factory, "counters", None)
+            if callable(counters):
+                out[route.name] = counters()
+        return out
 
     def _open_dialect(
         self, connection: ServerConnection, request: Request, route: Route
@@ -233,6 +277,7 @@ class BridgeServer:
             dialect = route.factory.open(upgrade)
         except UpgradeRefused as refused:
             self.metrics.upgrade_refused(route.name, refused.reason)
+            self._refusal_delay[connection] = float(getattr(route.factory, "refusal_delay_s", 0.0))
             log.warning(
                 "upgrade_refused",
                 dialect=route.name,

@@ -11,12 +11,21 @@ still yields to the event loop. A gap stops media for a while without losing aud
 the media timestamps on, which is what the bridge sees when a platform goes quiet or a call
 is on hold. Twilio's framing comes from
 :class:`~ivr_bridge.simulators.twilio.TwilioStreamEncoder`, so the simulator and the
-dialect's tests agree on what Twilio sends.
+dialect's tests agree on what Twilio sends; the other platforms' from their dialect's client
+(``ivr_bridge/dialects/*_client.py``) or :mod:`ivr_bridge.simulators.audiohook`.
+
+An encoder may offer optional hooks, used when present: ``subprotocol`` (requested on the
+upgrade: jambonz, mod_audio_fork), ``closes_socket`` (the platform's goodbye is closing the
+socket, so the simulator closes at once instead of waiting for the bridge), ``ready()`` (wait
+after the opening frames until the bridge answered, AudioHook's ``opened``), ``pending()``
+(frames due besides the step's own: pings, ``resumed``), ``hold()`` (frames before a gap:
+AudioHook's ``paused``) and ``sends_audio`` (False for AudioHook's connection probe).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +34,15 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from ivr_bridge.audio.codecs import resample, samples_for_ms, silence
 from ivr_bridge.audio.wav import read_wav
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
+from ivr_bridge.dialects.asterisk_client import AsteriskClient
+from ivr_bridge.dialects.freeswitch_client import AudioForkClient
+from ivr_bridge.dialects.vonage_client import VonageClient
+from ivr_bridge.simulators.audiohook import AudioHookEncoder
 from ivr_bridge.simulators.base import ClientAuth, ClientEncoder, Frame
 from ivr_bridge.simulators.twilio import SAMPLE_RATE, TwilioStreamEncoder
 from ivr_bridge.simulators.twilio_family import (
@@ -47,9 +61,27 @@ ENCODERS: dict[str, Callable[..., ClientEncoder]] = {
     "telnyx": TelnyxStreamEncoder,
     "plivo": PlivoStreamEncoder,
     "exotel": ExotelStreamEncoder,
+    "audiohook": AudioHookEncoder,
+    "asterisk": AsteriskClient,
+    "freeswitch": functools.partial(AudioForkClient, "freeswitch"),
+    "jambonz": functools.partial(AudioForkClient, "jambonz"),
+    "vonage": VonageClient,
 }
 DISPLAY_NAMES = {"twilio": "Twilio", "signalwire": "SignalWire", "telnyx": "Telnyx",
-                 "plivo": "Plivo", "exotel": "Exotel"}  # fmt: skip
+                 "plivo": "Plivo", "exotel": "Exotel", "audiohook": "Genesys AudioHook",
+                 "asterisk": "Asterisk", "freeswitch": "FreeSWITCH", "jambonz": "jambonz",
+                 "vonage": "Vonage"}  # fmt: skip
+
+
+def _hook_frames(encoder: ClientEncoder, name: str) -> list[Frame]:
+    """Frames from an optional encoder hook (``pending``, ``hold``); none when absent."""
+    hook = getattr(encoder, name, None)
+    return list(hook()) if callable(hook) else []
+
+
+def _ready(encoder: ClientEncoder) -> bool:
+    hook = getattr(encoder, "ready", None)
+    return bool(hook()) if callable(hook) else True
 
 
 def make_encoder(
@@ -212,6 +244,8 @@ async def simulate_pcm(
     elif encoder.tracks != track_set:
         raise ValueError("the encoder's tracks differ from tracks")
     rate = encoder.sample_rate
+    if getattr(encoder, "sends_audio", True) is False:
+        pcm, trailing_silence_s, dtmf, gap_at_s = b"", 0.0, (), None  # AudioHook's probe
     trailing = silence(samples_for_ms(trailing_silence_s * 1000, sample_rate))
     audio = resample(pcm + trailing, sample_rate, rate) if rate != sample_rate else pcm + trailing
     frame_samples = rate * encoder.frame_ms // 1000
@@ -225,18 +259,25 @@ async def simulate_pcm(
         dialect=encoder.dialect,
     )
     dial_url, headers = encoder.upgrade(url)
+    subprotocol = getattr(encoder, "subprotocol", None)
+    closes_socket = bool(getattr(encoder, "closes_socket", False))
     wall0, clock0 = time.perf_counter(), clock.now()
     async with connect(
-        dial_url, compression=None, open_timeout=open_timeout_s, additional_headers=headers
+        dial_url,
+        compression=None,
+        open_timeout=open_timeout_s,
+        additional_headers=headers,
+        subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
     ) as ws:
-        reader = asyncio.create_task(_read(ws, encoder, report))
+        progress = asyncio.Event()
+        reader = asyncio.create_task(_read(ws, encoder, report, progress))
+        pacing = _Pacing(clock=clock, fast=fast, gap_s=gap_s, reply_timeout_s=open_timeout_s)
         try:
-            said_goodbye = await _send_all(
-                ws, encoder, steps, end_s=end_s, report=report, clock=clock, fast=fast, gap_s=gap_s
-            )
-            if said_goodbye:
+            said_goodbye = await _send_all(ws, encoder, steps, end_s, report, pacing, progress)
+            if said_goodbye and not closes_socket:
                 await _await_close(ws, reader, clock, close_timeout_s)
-            elif report.stop_sent:  # the platform's goodbye is closing the socket (Plivo)
+            elif report.stop_sent:
+                # The platform's goodbye is closing the socket (Plivo, Asterisk, jambonz...).
                 await ws.close(1000, "stream ended")
                 await asyncio.gather(reader, return_exceptions=True)
         finally:
@@ -267,9 +308,17 @@ async def simulate_call(
     close_timeout_s: float = 30.0,
     dialect: str = "twilio",
     auth: ClientAuth | None = None,
+    encoder_options: Mapping[str, Any] | None = None,
 ) -> SimulationReport:
-    """Play any WAV file as a call in ``dialect``; see :func:`simulate_pcm`."""
-    encoder = make_encoder(dialect, tracks=tracks, custom_parameters=custom_parameters, auth=auth)
+    """Play any WAV file as a call in ``dialect``; see :func:`simulate_pcm`.
+    ``encoder_options`` go to the dialect's encoder (AudioHook: ``probe=True``)."""
+    encoder = make_encoder(
+        dialect,
+        tracks=tracks,
+        custom_parameters=custom_parameters,
+        auth=auth,
+        **dict(encoder_options or {}),
+    )
     pcm = await asyncio.to_thread(read_wav, wav_path, encoder.sample_rate)
     return await simulate_pcm(
         url,
@@ -287,26 +336,37 @@ async def simulate_call(
     )
 
 
-async def _send_all(
+@dataclass(frozen=True, slots=True)
+class _Pacing:
+    clock: Clock
+    fast: bool
+    gap_s: float
+    reply_timeout_s: float  # how long to wait for a reply the platform needs (AudioHook opened)
+
+
+async def _send_all(  # noqa: PLR0917
     ws: ClientConnection,
     encoder: ClientEncoder,
     steps: Iterator[_Step],
-    *,
     end_s: float,
     report: SimulationReport,
-    clock: Clock,
-    fast: bool,
-    gap_s: float,
+    pacing: _Pacing,
+    progress: asyncio.Event,
 ) -> bool:
     """Send the call; a bridge that closes early just ends it (the report says how).
     True when the platform's goodbye went out as frames (then the bridge closes)."""
+    clock = pacing.clock
 
     async def send(frame: Frame) -> None:
         await ws.send(frame)
         report.messages_sent += 1
 
+    async def send_pending() -> None:
+        for frame in _hook_frames(encoder, "pending"):
+            await send(frame)
+
     async def wait_until(media_s: float) -> None:
-        if fast:
+        if pacing.fast:
             await asyncio.sleep(0)  # let the bridge (often in this loop) keep up
             return
         delay = t0 + media_s + paused_s - clock.now()
@@ -315,17 +375,25 @@ async def _send_all(
         else:
             report.max_lag_ms = max(report.max_lag_ms, -delay * 1000)
 
+    async def wait_ready() -> None:
+        while not _ready(encoder) and ws.close_code is None:
+            progress.clear()
+            await clock.wait_for(progress.wait(), pacing.reply_timeout_s)
+
     try:
         for frame in encoder.opening():
             await send(frame)
+        await wait_ready()
         t0, paused_s = clock.now(), 0.0
         for step in steps:
             await wait_until(step.at_s)
             if step.kind == "gap":
-                await clock.sleep(gap_s)
-                paused_s += gap_s
-                encoder.skip(gap_s * 1000)
-                report.gap_ms += round(gap_s * 1000)
+                for frame in _hook_frames(encoder, "hold"):
+                    await send(frame)
+                await clock.sleep(pacing.gap_s)
+                paused_s += pacing.gap_s
+                encoder.skip(pacing.gap_s * 1000)
+                report.gap_ms += round(pacing.gap_s * 1000)
             elif step.kind == "dtmf":
                 for frame in encoder.digit(step.digit):
                     await send(frame)
@@ -339,7 +407,9 @@ async def _send_all(
                     report.audio_ms += encoder.frame_ms
                 else:
                     report.outbound_frames_sent += 1
+            await send_pending()
         await wait_until(end_s)
+        await send_pending()
         goodbye = encoder.closing()
         for frame in goodbye:
             await send(frame)
@@ -349,9 +419,14 @@ async def _send_all(
         return False
 
 
-async def _read(ws: ClientConnection, encoder: ClientEncoder, report: SimulationReport) -> None:
+async def _read(
+    ws: ClientConnection,
+    encoder: ClientEncoder,
+    report: SimulationReport,
+    progress: asyncio.Event,
+) -> None:
     """Collect what the bridge sends (back-channel media, marks, clears) until it closes,
-    answering whatever the platform's protocol answers."""
+    answering whatever the platform's protocol answers; ``progress`` is set after each."""
     try:
         async for message in ws:
             if isinstance(message, str):
@@ -361,8 +436,11 @@ async def _read(ws: ClientConnection, encoder: ClientEncoder, report: Simulation
             for reply in encoder.on_server_frame(message):
                 await ws.send(reply)
                 report.messages_sent += 1
+            progress.set()
     except ConnectionClosed:
         return
+    finally:
+        progress.set()  # a sender waiting for a reply must not wait for a closed socket
 
 
 async def _await_close(

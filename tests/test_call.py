@@ -7,6 +7,7 @@ from typing import Any
 
 from ivr_bridge.audio.codecs import pcm16_to_ulaw, ulaw_to_pcm16
 from ivr_bridge.call import Call, CallOptions
+from ivr_bridge.clock import ScaledClock
 from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events.console import CallbackSink
@@ -333,26 +334,55 @@ async def test_send_flushes_and_disconnect_ends_the_call() -> None:
     assert call.end_reason == "disconnect" == events[-1].data["reason"]
 
 
-async def test_shutdown_lets_the_dialect_say_goodbye() -> None:
-    stream = ScriptedStream(["open"], hold_open=True)
-    dialect = EchoDialect()
+class AnsweringStream(ScriptedStream):
+    """A client that answers the bridge's goodbye ("disconnect:...") with "bye"."""
+
+    async def recv(self) -> str | bytes | None:
+        if self._messages:
+            return await super().recv()
+        while not any(str(m).startswith("disconnect:") for m in self.sent):
+            await asyncio.sleep(0.01)
+        if "bye" in self.sent_back:
+            await asyncio.sleep(3600)
+        self.sent_back.append("bye")
+        return "bye"
+
+    sent_back: list[str]
+
+
+async def _stop_after_open(stream: ScriptedStream, clock: Any = None) -> None:
     bus = EventBus()
     call = Call(
         call_id="c",
-        dialect=dialect,
+        dialect=EchoDialect(),
         stream=stream,
         recognizer=FakeRecognizer(),
         options=CallOptions(session=SessionConfig(sample_rate=8000)),
         bus=bus,
+        **({"clock": clock} if clock is not None else {}),
     )
     task = asyncio.create_task(call.run())
     while "opened" not in stream.sent:
         await asyncio.sleep(0.01)
     call.request_stop()
-    await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, 30)
     await bus.aclose()
+
+
+async def test_shutdown_lets_the_dialect_say_goodbye() -> None:
+    # The client never answers: the bridge waits GOODBYE_GRACE_S (clock time), then closes.
+    stream = ScriptedStream(["open"], hold_open=True)
+    await _stop_after_open(stream, ScaledClock(1000))
     assert stream.sent[-1] == "disconnect:bridge shutting down"
     assert stream.closed == (1001, "bridge shutting down")
+
+
+async def test_goodbye_answered_by_the_client_closes_as_the_dialect_says() -> None:
+    stream = AnsweringStream(["open"])
+    stream.sent_back = []
+    await _stop_after_open(stream)
+    assert stream.sent[-2:] == ["disconnect:bridge shutting down", "closed"]
+    assert stream.closed == (1000, "echo closed")
 
 
 async def test_reported_gaps_go_on_the_timeline_once() -> None:

@@ -18,11 +18,7 @@ Close codes: 1007 malformed control message; 1002 protocol violation (order, sta
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
-import math
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -52,7 +48,13 @@ from ivr_bridge.dialects.base import (
     UpgradeRefused,
     UpgradeRequest,
 )
-from ivr_bridge.errors import ConfigError, DialectError
+from ivr_bridge.dialects.strictjson import MAX_DIGITS
+from ivr_bridge.dialects.strictjson import invalid as _invalid
+from ivr_bridge.dialects.strictjson import loads as _loads
+from ivr_bridge.dialects.strictjson import protocol as _protocol
+from ivr_bridge.dialects.strictjson import unsupported as _unsupported
+from ivr_bridge.dialects.upgrade_auth import check_shared_secret, require_secrets
+from ivr_bridge.errors import ConfigError
 from ivr_bridge.model import (
     Audio,
     CallEnded,
@@ -92,66 +94,9 @@ MAX_COMMAND_BYTES: Final = 128  # Asterisk's limit on one text command
 FRAMES_PER_MESSAGE: Final = 25  # 500 ms of audio per binary message, well under the limit
 _EVENT_NAME: Final = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _MARK_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_MAX_DIGITS: Final = 18
 
 
-# ---- errors ------------------------------------------------------------------------------
-
-
-def _invalid(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.INVALID_PAYLOAD)
-
-
-def _protocol(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.PROTOCOL_ERROR)
-
-
-def _unsupported(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.UNSUPPORTED_DATA)
-
-
-# ---- strict JSON: private copy, replace with ivr_bridge.dialects.strictjson at merge -------
-
-
-def _reject_constant(_name: str) -> Any:
-    raise _invalid("non-finite number in JSON")
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _invalid("number out of range in JSON")
-    return value
-
-
-def _parse_int(text: str) -> int:
-    if len(text) > _MAX_DIGITS + 1:
-        raise _invalid("number out of range in JSON")
-    return int(text)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _invalid("duplicate key in JSON object")
-    return obj
-
-
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_parse_float,
-            parse_int=_parse_int,
-            object_pairs_hook=_unique_keys,
-        )
-    except RecursionError:
-        raise _invalid("JSON nested too deeply") from None
-    except DialectError:
-        raise
-    except ValueError:
-        raise _invalid("invalid JSON") from None
+# ---- strict JSON (ivr_bridge.dialects.strictjson) and typed fields ----------------------------
 
 
 def _utf8(value: str, what: str) -> str:
@@ -170,7 +115,7 @@ def _string(value: Any, what: str) -> str:
 
 
 def _count(value: Any, what: str) -> int:
-    if isinstance(value, str) and 0 < len(value) <= _MAX_DIGITS and value.isdigit():
+    if isinstance(value, str) and 0 < len(value) <= MAX_DIGITS and value.isdigit():
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
@@ -189,75 +134,30 @@ def _string_map(value: Any, what: str) -> dict[str, str]:
     return out
 
 
-# ---- upgrade authentication: private copy; at merge, swap for dialects/upgrade_auth.py ----
-# (check_shared_secret(request, settings, query=True) and require_secrets: same secrets layout,
-# "token" -> secrets["token"], "basic" -> secrets["username"] and secrets["password"]).
+# ---- upgrade authentication (ivr_bridge.dialects.upgrade_auth) ------------------------------
 
 AUTH_SCHEMES: Final = ("none", "token", "basic")
-_SCHEME_SECRETS: Final = {"none": (), "token": ("token",), "basic": ("username", "password")}
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
-
-
-def _authorization(request: UpgradeRequest, scheme: str) -> str | None:
-    value = request.header("authorization")
-    if value is None:
-        return None
-    kind, _, credential = value.strip().partition(" ")
-    return credential.strip() if kind.lower() == scheme else None
 
 
 def check_upgrade(settings: DialectSettings, request: UpgradeRequest) -> str:
     """Refuse (401 nothing offered, 403 wrong) before any recognition session; return the scheme.
 
-    "token": ``Authorization: Bearer`` or a ``token`` query parameter equal to
-    ``secrets["token"]``. "basic": HTTP Basic equal to ``secrets["username"]`` and
-    ``secrets["password"]``. Constant-time compares; a browser ``Origin`` is refused unless
-    listed in ``allowed_origins``. Reasons never quote what was sent.
+    "token": ``Authorization: Bearer`` or a ``token`` query parameter (Asterisk can only put
+    it in the URI) equal to ``secrets["token"]``; "basic": HTTP Basic from
+    websocket_client.conf, equal to ``secrets["username"]`` and ``secrets["password"]``.
+    Constant-time compares; a browser ``Origin`` is refused unless listed in
+    ``allowed_origins``. Reasons never quote what was sent.
     """
     origin = request.header("origin")
     if origin is not None and origin not in settings.allowed_origins:
         raise UpgradeRefused(403, "origin not allowed")
-    if settings.auth == "token":
-        offered = [
-            v for v in (_authorization(request, "bearer"), request.query_value("token")) if v
-        ]
-        if not offered:
-            raise UpgradeRefused(401, "token required")
-        ok = False
-        for value in offered:
-            ok |= _same(value, settings.secrets["token"])
-        if not ok:
-            raise UpgradeRefused(403, "token mismatch")
-    elif settings.auth == "basic":
-        credential = _authorization(request, "basic")
-        if not credential:
-            raise UpgradeRefused(401, "credentials required")
-        try:
-            decoded = base64.b64decode(credential, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise UpgradeRefused(403, "credentials mismatch") from None
-        user, _, password = decoded.partition(":")
-        ok = _same(user, settings.secrets["username"]) & _same(
-            password, settings.secrets["password"]
-        )
-        if not ok:
-            raise UpgradeRefused(403, "credentials mismatch")
+    check_shared_secret(request, settings, query=True)
     return settings.auth
 
 
 def check_settings(settings: DialectSettings, name: str) -> None:
     """Start-up check: a scheme this dialect supports, with the secrets it needs."""
-    if settings.auth not in AUTH_SCHEMES:
-        raise ConfigError(f"dialects.{name}.auth", f"supported: {', '.join(AUTH_SCHEMES)}")
-    for key in _SCHEME_SECRETS[settings.auth]:
-        if not settings.secrets.get(key):
-            env = f"IVR_BRIDGE_DIALECTS_{name.upper()}_{key.upper()}"
-            raise ConfigError(f"dialects.{name}.secrets.{key}", f"required (or set {env})")
+    require_secrets(name, settings, AUTH_SCHEMES)
 
 
 # ---- control messages ----------------------------------------------------------------------

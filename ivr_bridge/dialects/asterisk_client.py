@@ -97,7 +97,7 @@ class AsteriskClient:
             raise ValueError("control_format must be 'plain-text' or 'json'")
         if tuple(tracks) != ("inbound",):
             raise ValueError("a chan_websocket channel carries one track: ('inbound',)")
-        self.tracks = ("inbound",)
+        self.tracks: tuple[str, ...] = ("inbound",)
         self.auth = auth
         self.format: AsteriskFormat = FORMATS[media_format]
         self.control_format = control_format

@@ -32,7 +32,6 @@ shape the code:
 from __future__ import annotations
 
 import json
-import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -55,6 +54,13 @@ from ivr_bridge.dialects.base import (
     UpgradeRefused,
     UpgradeRequest,
 )
+from ivr_bridge.dialects.strictjson import invalid as _invalid
+from ivr_bridge.dialects.strictjson import loads as _loads
+from ivr_bridge.dialects.strictjson import obj as _object
+from ivr_bridge.dialects.strictjson import protocol as _protocol
+from ivr_bridge.dialects.strictjson import required as _required
+from ivr_bridge.dialects.strictjson import unsupported as _unsupported
+from ivr_bridge.dialects.strictjson import utf8 as _utf8
 from ivr_bridge.errors import ConfigError, DialectError
 from ivr_bridge.model import (
     Audio,
@@ -87,7 +93,6 @@ _UUID_RE: Final = re.compile(
 )
 _DURATION_RE: Final = re.compile(r"PT(?:([0-9]{1,12})|([0-9]{0,12})\.([0-9]{1,12}))S")
 _LANGUAGE_RE: Final = re.compile(r"[a-z]{2,3}-[A-Za-z]{2,3}")
-_MAX_DIGITS: Final = 18
 
 # States of one session.
 AWAIT_OPEN: Final = "await_open"
@@ -98,21 +103,6 @@ ENDED: Final = "ended"  # socket dropped or protocol breach: nothing more is acc
 _LIVE: Final = frozenset({AWAIT_OPEN, ACTIVE, PAUSED})
 
 
-# ---- errors ------------------------------------------------------------------------------
-
-
-def _invalid(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.INVALID_PAYLOAD)
-
-
-def _protocol(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.PROTOCOL_ERROR)
-
-
-def _unsupported(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.UNSUPPORTED_DATA)
-
-
 class _Unauthorized(DialectError):
     """A breach that AudioHook answers with ``disconnect`` reason ``unauthorized``."""
 
@@ -120,69 +110,7 @@ class _Unauthorized(DialectError):
         super().__init__(reason, DialectError.POLICY_VIOLATION)
 
 
-# ---- strict JSON -------------------------------------------------------------------------
-# Local copy, to be replaced by ivr_bridge.dialects.strictjson when the branches merge.
-
-
-def _reject_constant(_name: str) -> Any:
-    raise _invalid("non-finite number in JSON")
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _invalid("number out of range in JSON")
-    return value
-
-
-def _parse_int(text: str) -> int:
-    if len(text) > _MAX_DIGITS + 1:
-        raise _invalid("number out of range in JSON")
-    return int(text)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _invalid("duplicate key in JSON object")
-    return obj
-
-
-def _loads(text: str) -> Any:
-    """JSON without NaN, huge numbers or duplicate keys."""
-    try:
-        return json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_parse_float,
-            parse_int=_parse_int,
-            object_pairs_hook=_unique_keys,
-        )
-    except RecursionError:
-        raise _invalid("JSON nested too deeply") from None
-    except DialectError:
-        raise
-    except ValueError:
-        raise _invalid("invalid JSON") from None
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _invalid(f"{what} must be an object")
-    return value
-
-
-def _required(obj: Mapping[str, Any], key: str, what: str) -> Any:
-    if key not in obj:
-        raise _invalid(f"missing {what}")
-    return obj[key]
-
-
-def _utf8(value: str, what: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _invalid(f"{what} is not valid unicode") from None
+# ---- typed fields (parsing is ivr_bridge.dialects.strictjson) -------------------------------
 
 
 def _string(value: Any, what: str) -> str:
@@ -285,12 +213,13 @@ class AudioHookOptions:
     audio_connector: bool = False  # Audio Connector: playback and barge-in allowed
     allow_unsigned: bool = False  # API keys with an empty secret may connect unsigned
     supported_languages: tuple[str, ...] = ()  # answered when ``open`` asks for them
+    refusal_delay_ms: int = 500  # a refused upgrade is answered this late (slows guessing)
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> AudioHookOptions:
         """Validate the TOML options; raises ConfigError naming the offending key."""
         known = {"channels", "send_events", "send_partials", "audio_connector"}
-        known |= {"allow_unsigned", "supported_languages"}
+        known |= {"allow_unsigned", "supported_languages", "refusal_delay_ms"}
         for key in options:
             if key not in known:
                 raise ConfigError(f"options.{key}", "unknown audiohook option")
@@ -308,7 +237,15 @@ class AudioHookOptions:
             isinstance(x, str) and _LANGUAGE_RE.fullmatch(x) for x in languages
         ):
             raise ConfigError("options.supported_languages", "must be a list like ['en-US']")
-        return cls(channels=channels, supported_languages=tuple(languages), **flags)
+        delay = options.get("refusal_delay_ms", 500)
+        if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= 10_000:
+            raise ConfigError("options.refusal_delay_ms", "must be 0..10000 milliseconds")
+        return cls(
+            channels=channels,
+            supported_languages=tuple(languages),
+            refusal_delay_ms=delay,
+            **flags,
+        )
 
 
 # ---- the bridge's side ---------------------------------------------------------------------
@@ -977,6 +914,22 @@ class AudioHookFactory:
         elif settings.auth != "none":
             raise ConfigError("auth", "audiohook supports 'audiohook' or 'none'")
         self.refused = 0
+        # server.py holds a refusal back this long, in that connection's own task only.
+        self.refusal_delay_s = self.options.refusal_delay_ms / 1000
+
+    def counters(self) -> dict[str, int]:
+        """Upgrade checks so far, for /metrics (no key or nonce is ever named)."""
+        out = {"refused": self.refused}
+        if self.verifier is not None:
+            auth = self.verifier.counters
+            out |= {
+                "signature_accepted": auth.accepted,
+                "signature_refused": auth.refused,
+                "signature_replayed": auth.replayed,
+                "signature_expired": auth.expired,
+                "nonce_evictions": self.verifier.nonces.evictions,
+            }
+        return out
 
     def open(self, request: UpgradeRequest) -> Dialect:
         """Return a fresh dialect for this connection, or raise UpgradeRefused."""

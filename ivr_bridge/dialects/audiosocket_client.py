@@ -45,7 +45,7 @@ class AudioSocketClient:
             raise ValueError(f"sample_rate must be one of {sorted(AUDIO_KINDS)}")
         if tuple(tracks) != ("inbound",):
             raise ValueError("AudioSocket carries one track: ('inbound',)")
-        self.tracks = ("inbound",)
+        self.tracks: tuple[str, ...] = ("inbound",)
         self.call_uuid = uuid.UUID(call_uuid) if call_uuid else uuid.uuid4()
         self.sample_rate = sample_rate
         self.kind = AUDIO_KINDS[sample_rate]

@@ -104,12 +104,17 @@ class DialectFactory(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DialectSpec:
-    """A registry entry: the dialect's name, its default path and how to build its factory."""
+    """A registry entry: the dialect's name, its default path and how to build its factory.
+
+    ``subprotocols`` are the websocket subprotocols the platform asks for on the upgrade
+    (jambonz ``audio.jambonz.org``); server.py echoes the first one offered that is listed.
+    """
 
     name: str
     default_path: str
     make_factory: Callable[[DialectSettings], DialectFactory]
     description: str = ""
+    subprotocols: tuple[str, ...] = ()
 
 
 # ---- outbound requests (dialog logic -> PBX) -------------------------------------------------

@@ -69,7 +69,7 @@ class AudioForkClient:
             raise ValueError("unsupported sample rate or mix type")
         if tuple(tracks) != ("inbound",):
             raise ValueError("the simulator's fork is mono: tracks=('inbound',)")
-        self.tracks = ("inbound",)
+        self.tracks: tuple[str, ...] = ("inbound",)
         self.auth = auth
         self.flavor = flavor
         self.dialect = flavor

@@ -49,6 +49,7 @@ class Route:
     factory: DialectFactory
     auth: str = "none"
     allowed_origins: tuple[str, ...] = ()
+    subprotocols: tuple[str, ...] = ()  # offered by the platform; the server echoes one
 
 
 def build_routes(
@@ -76,5 +77,12 @@ def build_routes(
             if exc.key.startswith("dialects."):
                 raise
             raise ConfigError(f"dialects.{spec.name}.{exc.key}", exc.problem) from None
-        routes[path] = Route(path, spec.name, factory, settings.auth, settings.allowed_origins)
+        routes[path] = Route(
+            path,
+            spec.name,
+            factory,
+            settings.auth,
+            settings.allowed_origins,
+            spec.subprotocols,
+        )
     return routes

@@ -24,9 +24,7 @@ Close codes: 1007 malformed JSON, content type, DTMF or audio; 1002 order; 1003 
 
 from __future__ import annotations
 
-import hmac
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
@@ -46,7 +44,13 @@ from ivr_bridge.dialects.base import (
     UpgradeRefused,
     UpgradeRequest,
 )
-from ivr_bridge.errors import ConfigError, DialectError
+from ivr_bridge.dialects.strictjson import MAX_DIGITS
+from ivr_bridge.dialects.strictjson import invalid as _invalid
+from ivr_bridge.dialects.strictjson import loads as _loads
+from ivr_bridge.dialects.strictjson import protocol as _protocol
+from ivr_bridge.dialects.strictjson import unsupported as _unsupported
+from ivr_bridge.dialects.upgrade_auth import check_shared_secret, require_secrets
+from ivr_bridge.errors import ConfigError
 from ivr_bridge.model import (
     Audio,
     CallEnded,
@@ -67,66 +71,9 @@ DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 MAX_PLAY_FRAMES: Final = 3000  # Vonage buffers 3072 frames (about a minute)
 MARK_KEY: Final = "mark"  # where our notify payload carries the mark's name
 _CALL_ID_KEYS: Final = ("uuid", "call_uuid", "callUuid", "conversation_uuid", "call_id")
-_MAX_DIGITS: Final = 18
 
 
-# ---- errors ------------------------------------------------------------------------------
-
-
-def _invalid(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.INVALID_PAYLOAD)
-
-
-def _protocol(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.PROTOCOL_ERROR)
-
-
-def _unsupported(reason: str) -> DialectError:
-    return DialectError(reason, DialectError.UNSUPPORTED_DATA)
-
-
-# ---- strict JSON: private copy, replace with ivr_bridge.dialects.strictjson at merge -------
-
-
-def _reject_constant(_name: str) -> Any:
-    raise _invalid("non-finite number in JSON")
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _invalid("number out of range in JSON")
-    return value
-
-
-def _parse_int(text: str) -> int:
-    if len(text) > _MAX_DIGITS + 1:
-        raise _invalid("number out of range in JSON")
-    return int(text)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _invalid("duplicate key in JSON object")
-    return obj
-
-
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_parse_float,
-            parse_int=_parse_int,
-            object_pairs_hook=_unique_keys,
-        )
-    except RecursionError:
-        raise _invalid("JSON nested too deeply") from None
-    except DialectError:
-        raise
-    except ValueError:
-        raise _invalid("invalid JSON") from None
+# ---- strict JSON (ivr_bridge.dialects.strictjson) and typed fields ----------------------------
 
 
 def _utf8(value: str, what: str) -> str:
@@ -143,7 +90,7 @@ def _as_text(value: Any, what: str) -> str:
 
 
 def _count(value: Any, what: str) -> int:
-    if isinstance(value, str) and 0 < len(value) <= _MAX_DIGITS and value.isdigit():
+    if isinstance(value, str) and 0 < len(value) <= MAX_DIGITS and value.isdigit():
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
@@ -152,52 +99,29 @@ def _count(value: Any, what: str) -> int:
     raise _invalid(f"{what} must be a non-negative integer")
 
 
-# ---- upgrade authentication: private copy; at merge, swap for dialects/upgrade_auth.py ----
-# (check_shared_secret(request, settings, query=True) and require_secrets; "token" ->
-# secrets["token"]).
+# ---- upgrade authentication (ivr_bridge.dialects.upgrade_auth) ------------------------------
 
 AUTH_SCHEMES: Final = ("none", "token")
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-    )
 
 
 def check_upgrade(settings: DialectSettings, request: UpgradeRequest) -> str:
     """Refuse (401 nothing offered, 403 wrong) before any recognition session; return the scheme.
 
     "token": a ``token`` query parameter in the NCCO's websocket URI (or an
-    ``Authorization: Bearer`` header) equal to ``secrets["token"]``, compared in constant time.
+    ``Authorization: Bearer`` header) equal to ``secrets["token"]``.
+    Constant-time compares; a browser ``Origin`` is refused unless listed in
+    ``allowed_origins``. Reasons never quote what was sent.
     """
     origin = request.header("origin")
     if origin is not None and origin not in settings.allowed_origins:
         raise UpgradeRefused(403, "origin not allowed")
-    if settings.auth == "none":
-        return "none"
-    authorization = request.header("authorization") or ""
-    kind, _, credential = authorization.strip().partition(" ")
-    bearer = credential.strip() if kind.lower() == "bearer" else ""
-    offered = [v for v in (bearer, request.query_value("token")) if v]
-    if not offered:
-        raise UpgradeRefused(401, "token required")
-    ok = False
-    for value in offered:
-        ok |= _same(value, settings.secrets["token"])
-    if not ok:
-        raise UpgradeRefused(403, "token mismatch")
-    return "token"
+    check_shared_secret(request, settings, query=True)
+    return settings.auth
 
 
 def check_settings(settings: DialectSettings) -> None:
-    """Start-up check: a scheme Vonage can use, with its secret."""
-    if settings.auth not in AUTH_SCHEMES:
-        raise ConfigError(f"dialects.{NAME}.auth", f"supported: {', '.join(AUTH_SCHEMES)}")
-    if settings.auth == "token" and not settings.secrets.get("token"):
-        raise ConfigError(
-            f"dialects.{NAME}.secrets.token", "required (or set IVR_BRIDGE_DIALECTS_VONAGE_TOKEN)"
-        )
+    """Start-up check: a scheme this dialect supports, with the secrets it needs."""
+    require_secrets(NAME, settings, AUTH_SCHEMES)
 
 
 def parse_content_type(value: str) -> int:

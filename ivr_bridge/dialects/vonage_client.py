@@ -59,7 +59,7 @@ class VonageClient:
             raise ValueError(f"sample_rate must be one of {SAMPLE_RATES}")
         if tuple(tracks) != ("inbound",):
             raise ValueError("a Vonage websocket leg carries one mixed track: ('inbound',)")
-        self.tracks = ("inbound",)
+        self.tracks: tuple[str, ...] = ("inbound",)
         self.auth = auth
         self.sample_rate = sample_rate
         self.call_uuid = call_uuid or str(uuid.uuid4())

@@ -415,7 +415,8 @@ def test_stereo_audio_is_deinterleaved_in_the_chosen_order() -> None:
         Audio("agent", ulaw_to_pcm16(agent), 0),
         Audio("caller", ulaw_to_pcm16(caller), 0),
     ]
-    assert peer.dialect.receive_bytes(frame)[0].timestamp_ms == 0  # 4 samples: 0.5 ms
+    first = peer.dialect.receive_bytes(frame)[0]
+    assert isinstance(first, Audio) and first.timestamp_ms == 0  # 4 samples: 0.5 ms
     assert peer.dialect.counters.audio_samples == 8
 
 
@@ -592,7 +593,7 @@ def test_close_before_open_and_eof() -> None:
 # ---- outbound requests ---------------------------------------------------------------------------
 
 
-FINAL = {
+FINAL: dict[str, Any] = {
     "type": "final",
     "channel": "caller",
     "data": {

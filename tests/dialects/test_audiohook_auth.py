@@ -12,6 +12,8 @@ import pytest
 from ivr_bridge.dialects.audiohook import SPEC, AudioHookDialect, AudioHookFactory
 from ivr_bridge.dialects.audiohook_auth import (
     AudioHookVerifier,
+    InnerList,
+    Item,
     NonceCache,
     hmac_sha256,
     parse_dictionary,
@@ -44,6 +46,11 @@ EX_CREATED = 1641013200
 KEY = "bridge-api-key"
 SECRET_B64 = base64.b64encode(b"a client secret of 32 bytes long").decode()
 NOW = 1_800_000_000.0
+
+
+def inner_list(member: Item | InnerList) -> InnerList:
+    assert isinstance(member, InnerList)
+    return member
 
 
 def ex_request(now: float = EX_CREATED + 1, **headers: str) -> UpgradeRequest:
@@ -99,9 +106,10 @@ def test_rfc9421_hmac_vector() -> None:
     key = base64.b64decode(
         "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ=="
     )
-    inner = parse_dictionary(
+    field = (
         'sig-b25=("date" "@authority" "content-type");created=1618884473;keyid="test-shared-secret"'
-    )["sig-b25"]
+    )
+    inner = inner_list(parse_dictionary(field)["sig-b25"])
     components = [
         ("date", "Tue, 20 Apr 2021 02:07:55 GMT"),
         ("@authority", "example.com"),
@@ -131,7 +139,8 @@ def test_audiohook_example_with_headers_in_another_order_and_repeats() -> None:
 def test_example_signature_changes_with_any_covered_value() -> None:
     v = verifier({EX_KEY: EX_SECRET})
     refused(v, ex_request(host="other.example.com"), 401)
-    refused(v, ex_request(**{"audiohook-session-id": "30b0e395-84d3-4570-ac13-9a62d8f514c1"}), 401)
+    other_session: dict[str, Any] = {"audiohook-session-id": "30b0e395-84d3-4570-ac13-9a62d8f514c1"}
+    refused(v, ex_request(**other_session), 401)
     bad = UpgradeRequest(path="/other", headers=EX_HEADERS, now=EX_CREATED + 1)
     refused(v, bad, 401)
 
@@ -253,7 +262,7 @@ def test_unsigned_only_for_an_empty_secret_when_allowed() -> None:
 
 def _resign(input_value: str, *, now: float = NOW, secret: str = SECRET_B64) -> UpgradeRequest:
     """A request whose Signature-Input is ``input_value``, correctly signed over it."""
-    inner = parse_dictionary(input_value)["sig1"]
+    inner = inner_list(parse_dictionary(input_value)["sig1"])
     base_request = signed()
     values = {
         "@request-target": "/audiohook",
@@ -261,7 +270,7 @@ def _resign(input_value: str, *, now: float = NOW, secret: str = SECRET_B64) -> 
         "@method": "GET",
         **base_request.headers,
     }
-    components = [(item.value, values.get(str(item.value), "")) for item in inner.items]
+    components = [(str(item.value), values.get(str(item.value), "")) for item in inner.items]
     mac = hmac_sha256(base64.b64decode(secret), signature_base(components, inner))
     headers = {
         **base_request.headers,
@@ -348,7 +357,7 @@ def test_malformed_structured_fields_are_400(value: str) -> None:
 
 def test_structured_field_round_trip() -> None:
     value = 'sig1=("@a" "b";k=1);keyid="x\\"y";n=-5;t=tok;f;b=:AQI=:'
-    parsed = parse_dictionary(value)["sig1"]
+    parsed = inner_list(parse_dictionary(value)["sig1"])
     assert (
         "sig1=" + serialize_inner_list(parsed)
         == 'sig1=("@a" "b";k=1);keyid="x\\"y";n=-5;t=tok;f;b=:AQI=:'
@@ -410,7 +419,8 @@ def test_factory_without_auth_for_local_use() -> None:
 
 
 def test_signed_upgrade_needs_the_session_headers() -> None:
-    request = signed(**{"audiohook-session-id": ""})
+    no_session: dict[str, Any] = {"audiohook-session-id": ""}
+    request = signed(**no_session)
     with pytest.raises(UpgradeRefused):
         AudioHookFactory(settings()).open(request)
 

@@ -110,6 +110,7 @@ def test_client_answers_pause_resume_and_disconnect() -> None:
     run(client, dialect, [Send(client.open())])
     dialect.request_pause()
     for reply in dialect.data_to_send():
+        assert isinstance(reply, str)
         client.receive(reply)
     answers = client.data_to_send()
     events = [e for a in answers for e in dialect.receive_text(a)]
@@ -117,12 +118,14 @@ def test_client_answers_pause_resume_and_disconnect() -> None:
     assert client.audio(tone(0.2)) is None  # withheld while paused; the clock runs on
     dialect.request_resume()
     for reply in dialect.data_to_send():
+        assert isinstance(reply, str)
         client.receive(reply)
     events = [e for a in client.data_to_send() for e in dialect.receive_text(a)]
     assert events == [MediaGap(None, 200), Resumed()]
     dialect.send(SendEvent({"entities": [{"type": "note", "data": {"n": 1}}]}))
     dialect.send(Disconnect("completed", "done"))
     for reply in dialect.data_to_send():
+        assert isinstance(reply, str)
         client.receive(reply)
     assert client.state.events == [{"type": "note", "data": {"n": 1}}]
     assert (client.state.disconnect_reason, client.state.disconnect_info) == ("completed", "done")

@@ -407,6 +407,7 @@ def test_encoder_shape_drives_the_dialect_through_its_factory(auth: Auth | None)
     assert isinstance(start, CallStarted) and start.custom_parameters["campaign"] == "c"
     assert start.platform_call_id == client.call_id == client.stream_id
     frame, size = client.audio(tone(20, 16000), "inbound")
+    assert isinstance(frame, bytes)
     assert size == 640 and dialect.receive_bytes(bytes(frame)) == [Audio("caller", bytes(frame))]
     client.skip(20)
     assert dialect.receive_text(str(client.digit("6")[0])) == [Dtmf("caller", "6", 100)]

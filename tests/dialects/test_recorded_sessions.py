@@ -82,7 +82,7 @@ def script(name: str) -> list[str | bytes]:
 def replay(name: str, frames: list[str | bytes]) -> list[dict[str, Any]]:
     dialect_cls, _ = PLATFORMS[name]
     dialect = dialect_cls(fill_timestamp_gaps=True)
-    out = []
+    out: list[dict[str, Any]] = []
     for frame in frames:
         assert isinstance(frame, str)
         out.append({"frame": frame, "events": [render(e) for e in dialect.receive_text(frame)]})

@@ -227,12 +227,14 @@ def media(enc: TwilioStreamEncoder, payload: bytes, **edits: Any) -> str:
 def test_telnyx_pcma_and_big_endian_l16() -> None:
     dialect = TelnyxDialect()
     (started,) = dialect.receive_text(telnyx_start("PCMA"))
+    assert isinstance(started, CallStarted)
     assert started.media_format == MediaFormat("pcma", 8000, 1)
     enc = TelnyxStreamEncoder(stream_sid="S")
     (audio,) = dialect.receive_text(media(enc, pcm16_to_alaw(RAMP)))
     assert isinstance(audio, Audio) and len(audio.pcm) == len(RAMP)
     dialect = TelnyxDialect()
     (started,) = dialect.receive_text(telnyx_start("L16", "16000"))
+    assert isinstance(started, CallStarted)
     assert started.sample_rate == 16000
     big = bytes(b for pair in zip(RAMP[1::2], RAMP[0::2], strict=True) for b in pair)
     (audio,) = dialect.receive_text(media(enc, big))
@@ -302,6 +304,7 @@ def test_telnyx_tracks_come_from_options_and_others_are_dropped() -> None:
     assert dialect.counters.untracked_media == 1
     both = TelnyxDialect(tracks=("inbound", "outbound"))
     (started,) = both.receive_text(enc.start())
+    assert isinstance(started, CallStarted)
     assert [c.name for c in started.channels] == ["caller", "agent"]
     (audio,) = both.receive_text(enc.media(b"\xff" * 160, track="outbound"))
     assert isinstance(audio, Audio) and audio.channel == "agent"
@@ -407,13 +410,13 @@ def test_bad_options_fail_at_start_up(options: dict[str, Any], key: str) -> None
 
 
 def test_a_single_track_name_is_accepted_as_the_tracks_option() -> None:
-    from ivr_bridge.dialects.base import DialectSettings
+    from ivr_bridge.dialects.base import DialectSettings, UpgradeRequest
     from ivr_bridge.dialects.telnyx import make_factory
-    from ivr_bridge.dialects.upgrade_auth import UpgradeRequest
 
     factory = make_factory(DialectSettings(options={"tracks": "outbound"}))
     dialect = factory.open(UpgradeRequest(path="/telnyx"))
     (started,) = dialect.receive_text(telnyx_start("PCMU"))
+    assert isinstance(started, CallStarted)
     assert [c.name for c in started.channels] == ["agent"]
 
 

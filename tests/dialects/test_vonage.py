@@ -331,6 +331,7 @@ def test_encoder_shape_drives_the_dialect_through_its_factory() -> None:
     assert started_event.custom_parameters["site"] == "eu"
     assert started_event.platform_call_id == client.call_id == client.stream_id
     frame, size = client.audio(tone(20, 16000), "inbound")
+    assert isinstance(frame, bytes)
     assert size == 640 and dialect.receive_bytes(bytes(frame))[0] == Audio("caller", bytes(frame))
     client.skip(50)
     assert dialect.receive_text(str(client.digit("4")[0])) == [Dtmf("caller", "4", 260)]

@@ -1,9 +1,8 @@
 """AudioHook end to end: client encoder -> websocket -> bridge -> embedded recognizer -> events.
 
-Real sockets on loopback port 0, the real embedded recognizer, no mocks. The dialect is put at
-/audiohook through today's server registry (a path -> constructor map, with no upgrade request
-yet, so these calls run with auth "none"); the signed upgrade is covered by the factory tests
-and belongs here once server.py hands factories the upgrade.
+Real sockets on loopback port 0, the real embedded recognizer, no mocks. The bridge serves
+/audiohook from the dialect registry with auth "none" (the default); the signed upgrade goes
+end to end in test_every_dialect_e2e.py.
 """
 
 from __future__ import annotations
@@ -12,14 +11,11 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
-from ivr_bridge import server as server_module
 from ivr_bridge.audio.wav import read_wav
-from ivr_bridge.dialects.audiohook import SPEC
 from ivr_bridge.dialects.audiohook_client import (
     AudioHookClient,
     Expect,
@@ -27,7 +23,6 @@ from ivr_bridge.dialects.audiohook_client import (
     Step,
     session_plan,
 )
-from ivr_bridge.dialects.base import DialectSettings, UpgradeRequest
 from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.wer import word_error_rate
 from tests.integration.conftest import SAMPLE
@@ -35,14 +30,6 @@ from tests.integration.conftest import SAMPLE
 CALLER = [["hello", "account", "balance"], ["payment", "order", "card"], ["yes", "thanks"]]
 AGENT = [["help", "agent"], ["one", "two", "three"], ["goodbye"]]
 PAUSE_MS = 1200
-
-
-@pytest.fixture(autouse=True)
-def audiohook_route(monkeypatch: pytest.MonkeyPatch) -> None:
-    factory = SPEC.make_factory(DialectSettings(path="/audiohook", auth="none"))
-    monkeypatch.setitem(
-        server_module.DIALECTS, "/audiohook", lambda: factory.open(UpgradeRequest("/audiohook"))
-    )
 
 
 async def play(url: str, client: AudioHookClient, steps: Iterable[Step]) -> None:

@@ -6,7 +6,10 @@ The embedded recognizer runs the "tones" engine, so transcripts are compared wor
 from __future__ import annotations
 
 import asyncio
+import socket
+import urllib.request
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,9 +23,12 @@ from ivr_bridge.audiosocket_server import (
     peer_allowed,
 )
 from ivr_bridge.clock import ScaledClock
+from ivr_bridge.config import Settings
 from ivr_bridge.dialects.audiosocket import KIND_HANGUP, FrameParser, encode_frame
 from ivr_bridge.dialects.audiosocket_client import AudioSocketClient
+from ivr_bridge.errors import ConfigError
 from ivr_bridge.local.tones import synthesize_script
+from tests.integration.conftest import local_settings
 
 UTTERANCES = [["hello", "account", "balance"], ["card", "payment", "seven"]]
 UUID = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
@@ -57,6 +63,51 @@ async def send_call(port: int, frames: list[bytes]) -> bytes:
     writer.close()
     await writer.wait_closed()
     return received
+
+
+def free_tcp_port() -> int:
+    """A port nobody listens on right now (server.audiosocket_port has no "0 = any")."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def with_audiosocket(settings: Settings, port: int, allow: tuple[str, ...] = ()) -> Settings:
+    server = replace(settings.server, audiosocket_port=port, audiosocket_allow=allow)
+    return replace(settings, server=server)
+
+
+async def test_the_bridge_serves_audiosocket_on_its_own_port(bridge: Any) -> None:
+    port = free_tcp_port()
+    app, got = await bridge(
+        engine="tones", settings=with_audiosocket(local_settings("tones"), port)
+    )
+    assert app.audiosocket is not None and app.audiosocket.port == port
+    client = AudioSocketClient(call_uuid=UUID)
+    pcm = synthesize_script(UTTERANCES)
+    await send_call(port, [*client.start_frames(), *client.audio_frames(pcm, 8000),
+                           client.hangup()])  # fmt: skip
+    await got.wait_ended(1, timeout=60)
+    (call_id,) = got.calls()
+    assert [f.data["text"] for f in got.of(call_id, "final")] == [" ".join(u) for u in UTTERANCES]
+    metrics = await asyncio.to_thread(
+        lambda: (
+            urllib.request.urlopen(app.url("/metrics").replace("ws://", "http://")).read().decode()
+        )
+    )
+    assert "ivr_bridge_audiosocket_calls_total 1" in metrics
+    assert "ivr_bridge_audiosocket_connections_refused 0" in metrics
+    await app.stop(drain_timeout_s=1)
+    assert app.audiosocket is None
+
+
+def test_audiosocket_settings_are_checked() -> None:
+    with pytest.raises(ConfigError) as bad_allow:
+        with_audiosocket(Settings(), 9092, ("not-a-network",))
+    assert bad_allow.value.key == "server.audiosocket_allow"
+    with pytest.raises(ConfigError) as bad_port:
+        with_audiosocket(Settings(), 70000)
+    assert bad_port.value.key == "server.audiosocket_port"
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])
@@ -108,7 +159,7 @@ async def test_protocol_violation_closes_only_that_connection(bridge: Any, liste
     server = await listener(app)
     good = AudioSocketClient(call_uuid=UUID)
     bad = await send_call(server.port, [encode_frame(0x10, b"\x00\x00")])  # audio before UUID
-    assert bad == b""
+    assert bad == encode_frame(KIND_HANGUP)  # the goodbye, then the close
     await send_call(
         server.port,
         [

@@ -17,7 +17,7 @@ that failed makes GetRecognition end with its error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -29,7 +29,9 @@ from ivr_bridge._proto import stt_v3_async_pb2_grpc as apb_grpc
 from ivr_bridge._proto import stt_v3_pb2 as pb3
 from ivr_bridge.local.async_jobs import AsyncJobs, AudioSpec
 from ivr_bridge.local.rules import SessionError, check_authorization
-from ivr_bridge.local.server import EmbeddedSpeechKitServer
+
+if TYPE_CHECKING:  # server.py imports this module
+    from ivr_bridge.local.server import EmbeddedSpeechKitServer
 
 _add_async: Callable[[Any, Any], None] = apb_grpc.add_AsyncRecognizerServicer_to_server
 _add_operations: Callable[[Any, Any], None] = op_grpc.add_OperationServiceServicer_to_server

@@ -34,6 +34,7 @@ from ivr_bridge.local.rules import (
     SessionError,
     check_authorization,
 )
+from ivr_bridge.local.services import add_other_services
 from ivr_bridge.local.session import RecognitionSession, RecognizerStats, drain_requests
 from ivr_bridge.local.workers import EnginePool
 
@@ -128,10 +129,7 @@ class EmbeddedSpeechKitServer:
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 61 << 20)]
         )
         _add_servicer(_Servicer(self), server)
-        # SpeechKit's other APIs (v2 streaming, asynchronous recognition) live in their own
-        # modules, which import this one: hence the late import.
-        from ivr_bridge.local.services import add_other_services
-
+        # SpeechKit's other APIs: v2 streaming, asynchronous recognition (services.py).
         add_other_services(self, server)
         host = self.config.host
         bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host

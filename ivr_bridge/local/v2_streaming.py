@@ -29,7 +29,7 @@ utterance's end (the server waits for the client to close). No status messages: 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -37,7 +37,9 @@ from ivr_bridge._proto import stt_v2_pb2 as pb2
 from ivr_bridge._proto import stt_v2_pb2_grpc as pb2_grpc
 from ivr_bridge._proto import stt_v3_pb2 as pb3
 from ivr_bridge.local.rules import SAMPLE_RATES, SessionError
-from ivr_bridge.local.server import EmbeddedSpeechKitServer
+
+if TYPE_CHECKING:  # server.py imports this module
+    from ivr_bridge.local.server import EmbeddedSpeechKitServer
 
 _add_servicer: Callable[[Any, Any], None] = pb2_grpc.add_SttServiceServicer_to_server
 

@@ -2,20 +2,27 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two stamps: the service's own dependencies (demo, serve) and, on top, the dev extra (tests,
+# linters, benchmarks). `make demo` on a fresh machine installs only what the service runs on.
+RUNTIME := $(VENV)/.runtime
+STAMP   := $(VENV)/.installed
 
 .PHONY: demo test serve lint typecheck unit policy-coverage proto bench clean speech-tools
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/ivr-bridge demo
 
-serve: $(STAMP)
+serve: $(RUNTIME)
 	$(BIN)/ivr-bridge serve --config configs/local.toml
 
 lint: $(STAMP)

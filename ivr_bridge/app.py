@@ -9,9 +9,9 @@ from __future__ import annotations
 import errno
 import inspect
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,6 +28,7 @@ from ivr_bridge.events.console import ConsoleSink
 from ivr_bridge.events.deadletter import DeadLetterFile
 from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
+from ivr_bridge.health import RecognizerWatch, SinkWatch
 from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
 from ivr_bridge.recognition.base import SessionConfig
@@ -82,6 +83,9 @@ def call_options_from(settings: Settings) -> CallOptions:
         buffer_s=settings.session.buffer_s,
         drain_timeout_s=settings.session.drain_timeout_s,
         media_inactivity_timeout_s=settings.server.media_inactivity_timeout_s,
+        start_timeout_s=settings.server.start_timeout_s,
+        message_rate_per_s=settings.server.message_rate_per_s,
+        message_burst=settings.server.message_burst,
     )
 
 
@@ -136,6 +140,8 @@ class BridgeApp:
         self.audiosocket: AudioSocketServer | None = None  # server.audiosocket_port, if set
         self._credentials: Credentials | None = None
         self.recordings: Recordings | None = None
+        self._recognizer_watch = RecognizerWatch(settings.server.ready_recognizer_grace_s)
+        self._sink_watch = SinkWatch()
 
     @property
     def port(self) -> int:
@@ -147,7 +153,24 @@ class BridgeApp:
         host = self.settings.server.host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        return f"ws://{host}:{self.port}{path}"
+        scheme = "wss" if self.settings.server.tls_cert else "ws"
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def health(self) -> tuple[dict[str, Any], bool]:
+        """Per component status for /healthz, and whether /readyz may say ready."""
+        now = self._clock.now()
+        components: dict[str, Any] = {}
+        if self.recognizer is not None:
+            self._recognizer_watch.observe(self.recognizer.connectivity(), now)
+            components["recognizer"] = self._recognizer_watch.report(now)
+        if self.bus is not None:
+            stats = self.bus.stats()
+            for name, own in self.bus.health().items():
+                st = stats[name]
+                components[f"sink:{name}"] = self._sink_watch.report(
+                    name, st.delivered, st.failed, own
+                )
+        return components, self._recognizer_watch.ready(now)
 
     async def start(self) -> int:
         """Start the recognizer, the sinks and the listener; returns the port calls connect to.
@@ -258,6 +281,9 @@ class BridgeApp:
             max_calls=s.server.max_calls,
             recognizer_label="embedded" if choice.embedded else endpoint,
             clock=self._clock,
+            max_connections_per_ip=s.server.max_connections_per_ip,
+            tls=_tls_context(s.server.tls_cert, s.server.tls_key),
+            health_probe=self.health,
         )
         try:
             port = await self.server.start()
@@ -324,18 +350,7 @@ class BridgeApp:
             dead_letter=dead_letter,
         )
         if ev.jsonl:
-            try:
-                bus.add_sink(JsonlSink(ev.jsonl))
-            except OSError as exc:
-                # mkdir of the parent says "File exists" when a parent is a plain file.
-                why = (
-                    "a parent path is not a directory"
-                    if isinstance(exc, FileExistsError | NotADirectoryError)
-                    else exc.strerror or type(exc).__name__
-                )
-                raise ConfigError(
-                    "events.jsonl", f"cannot append to {str(Path(ev.jsonl))!r}: {why}"
-                ) from None
+            bus.add_sink(JsonlSink(ev.jsonl))  # raises ConfigError naming the path
         if ev.stdout:
             bus.add_sink(ConsoleSink(include_partials=ev.include_partials))
         urls = [u for u in (ev.webhook, *ev.webhooks) if u]
@@ -409,6 +424,19 @@ class BridgeApp:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext | None:
+    """The listener's TLS context from PEM files, or None without them."""
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError("server.tls_cert", f"cannot load {cert!r} / {key!r}: {why}") from None
+    return context
 
 
 def _listen_error(exc: OSError, section: str, host: str, port: int) -> ConfigError:

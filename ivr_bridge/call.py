@@ -20,6 +20,7 @@ from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.dialects.base import Dialect, OutboundRequest
 from ivr_bridge.errors import DialectError
 from ivr_bridge.events.bus import EventBus
+from ivr_bridge.limits import TokenBucket
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.model import (
     Audio,
@@ -67,7 +68,11 @@ class CallOptions:
     chunk_ms: int = 100
     buffer_s: float = 60.0
     drain_timeout_s: float = 5.0
-    media_inactivity_timeout_s: float = 0.0
+    media_inactivity_timeout_s: float = 0.0  # counts media only; 0: off
+    start_timeout_s: float = 5.0  # the platform's start message must come this soon; 0: off
+    # Non-media messages (marks, DTMF, pings, ``connected``...): a steady rate and a burst.
+    message_rate_per_s: float = 20.0  # 0: no limit
+    message_burst: int = 100
     recording: Recordings | None = None  # [recording] enabled: a WAV per call (recording.py)
 
 
@@ -114,6 +119,12 @@ class Call:
         self._recorder: CallRecorder | None = None
         self._send_lock = asyncio.Lock()  # frames leave in the order the dialect queued them
         self._silence_mark: dict[str, int] = {}  # channel -> ledger silence at its last audio
+        self._last_media = self._started_at  # media inactivity counts from here
+        self._bucket = (
+            TokenBucket(options.message_rate_per_s, options.message_burst, self._started_at)
+            if options.message_rate_per_s > 0
+            else None
+        )
         self.end_reason = ""
 
     # ---- public ---------------------------------------------------------------------
@@ -239,20 +250,37 @@ class Call:
 
     # ---- reading --------------------------------------------------------------------
 
+    def _read_deadline(self) -> tuple[float, str] | None:
+        """When reading must have produced something, and the reason if it has not: the
+        start message before ``start_timeout_s``, then media within the inactivity timeout."""
+        opts = self._options
+        if self._started is None:
+            if opts.start_timeout_s > 0:
+                return self._started_at + opts.start_timeout_s, "start_timeout"
+            return None
+        if opts.media_inactivity_timeout_s > 0:
+            return self._last_media + opts.media_inactivity_timeout_s, "media_timeout"
+        return None
+
     async def _next_message(self) -> str | bytes | None:
-        timeout = self._options.media_inactivity_timeout_s
-        try:
-            if timeout > 0:
-                return await self._clock.wait_for(self._stream.recv(), timeout)
+        deadline = self._read_deadline()
+        if deadline is None:
             return await self._stream.recv()
+        at, reason = deadline
+        try:
+            # recv() is safe to cancel: a message is either returned or left for the next call.
+            return await self._clock.wait_for(self._stream.recv(), at - self._clock.now())
         except TimeoutError:
-            raise _StopReading("media_timeout") from None
+            raise _StopReading(reason) from None
 
     async def _read_loop(self) -> tuple[str, tuple[int, str] | None]:
         while True:
             try:
                 message = await self._next_message()
             except _StopReading as stop:
+                self._log.info("call_timed_out", reason=stop.reason)
+                if stop.reason == "start_timeout":
+                    return stop.reason, (1008, "no start message in time")
                 return stop.reason, (1000, "no media")
             if message is None:
                 return self._on_eof(), None
@@ -270,6 +298,12 @@ class Call:
                     message_no=self._messages,
                 )
                 return "protocol_error", (exc.close_code, exc.reason)
+            if any(isinstance(e, Audio) for e in events):
+                self._last_media = self._clock.now()
+            elif self._bucket is not None and not self._bucket.take(self._clock.now()):
+                # A flood of marks, DTMF or pings: this call ends, the others never notice.
+                self._log.warning("message_rate_exceeded", message_no=self._messages)
+                return "rate_limited", (1008, "message rate limit exceeded")
             ended = self._handle_all(events)
             await self._flush()
             if ended is not None:
@@ -293,7 +327,12 @@ class Call:
         except DialectError as exc:
             self._log.warning("protocol_error_at_eof", reason=exc.reason)
             return "hangup"
-        return ended.reason if ended is not None else "hangup"
+        said = ended.reason if ended is not None else "hangup"
+        # The transport may know better than "hangup": a frame too big, a ping unanswered...
+        transport_reason = getattr(self._stream, "end_reason", None)
+        if said == "hangup" and isinstance(transport_reason, str):
+            return transport_reason
+        return said
 
     def _handle(self, event: DialectEvent) -> None:
         if isinstance(event, Audio):
@@ -339,6 +378,7 @@ class Call:
         if self._metrics is not None:
             self._metrics.call_started()
         self._started_at = self._clock.now()
+        self._last_media = self._started_at
         self._log.info(
             "call_started",
             channels=[c.name for c in started.channels],
@@ -438,6 +478,8 @@ class Call:
                 await asyncio.wait(pending)
         if self._started is None:
             self._log.info("connection_closed_before_start", reason=reason)
+            if self._metrics is not None:
+                self._metrics.connection_not_started(reason)
             return
         accounting = CallAccounting({name: ch.counters() for name, ch in self._channels.items()})
         # Fast senders (tests, replays) can outrun the wall clock: the timeline is the longer.

@@ -33,6 +33,20 @@ class ServerSettings:
     # The base URL platforms call (e.g. "wss://bridge.example.com"), for request signatures
     # behind TLS termination or a proxy; empty: rebuilt from the Host header.
     public_url: str = ""
+    # A connection that has not sent its platform's start message by then is closed (1008).
+    start_timeout_s: float = 5.0
+    # Non-media messages (marks, DTMF, pings...) per connection: steady rate and burst; past
+    # them the connection is closed with 1008. 0: no limit.
+    message_rate_per_s: float = 20.0
+    message_burst: int = 100
+    # Connections one remote address may hold at once (0: no cap). A PBX or SBC sends every
+    # call from one address: set it above that host's call count.
+    max_connections_per_ip: int = 0
+    # /readyz fails once the recognizer has been unreachable this long; 0: never for that.
+    ready_recognizer_grace_s: float = 30.0
+    # TLS on the listener itself (PEM files), for deployments without a terminating proxy.
+    tls_cert: str = ""
+    tls_key: str = ""
     # Asterisk AudioSocket on a TCP port of its own (0 = off). The protocol has no auth and
     # no TLS: keep the host private and list the PBXs' addresses (or CIDR networks).
     audiosocket_port: int = 0
@@ -415,6 +429,26 @@ def _validate_server(srv: ServerSettings) -> None:
     )
     _check(1 <= srv.max_calls <= 100_000, "server.max_calls", "must be 1..100000")
     _positive(srv.drain_timeout_s, "server.drain_timeout_s", 3600)
+    _positive(srv.start_timeout_s, "server.start_timeout_s", 3600)
+    _check(
+        0 <= srv.message_rate_per_s <= 100_000,
+        "server.message_rate_per_s",
+        "must be 0 (no limit) .. 100000",
+    )
+    _check(1 <= srv.message_burst <= 1_000_000, "server.message_burst", "must be 1..1000000")
+    _check(
+        0 <= srv.max_connections_per_ip <= 100_000,
+        "server.max_connections_per_ip",
+        "must be 0 (no cap) .. 100000",
+    )
+    _check(
+        0 <= srv.ready_recognizer_grace_s <= 86_400,
+        "server.ready_recognizer_grace_s",
+        "must be 0 (never fail readiness) .. 86400 s",
+    )
+    if bool(srv.tls_cert) != bool(srv.tls_key):
+        missing = "server.tls_key" if srv.tls_cert else "server.tls_cert"
+        raise ConfigError(missing, "set both tls_cert and tls_key, or neither")
     _validate_audiosocket(srv)
 
 

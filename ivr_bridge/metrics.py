@@ -19,6 +19,16 @@ class Metrics:
     totals: dict[str, int] = field(default_factory=dict)  # accounting counters, all calls
     recognition_failed_channels: int = 0
     upgrades_refused: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Connections that ended before their start message (no call_ended for them), by reason.
+    connections_not_started: dict[str, int] = field(default_factory=dict)
+    connections_refused: dict[str, int] = field(default_factory=dict)  # per-address cap...
+
+    def connection_not_started(self, reason: str) -> None:
+        self.connections_not_started[reason] = self.connections_not_started.get(reason, 0) + 1
+
+    def connection_refused(self, reason: str) -> None:
+        """Refused before any dialect saw it: per-address cap, file descriptors."""
+        self.connections_refused[reason] = self.connections_refused.get(reason, 0) + 1
 
     def upgrade_refused(self, dialect: str, reason: str) -> None:
         """A websocket upgrade was refused before any call began (auth, origin, query)."""
@@ -85,6 +95,18 @@ class Metrics:
                 (f'{{dialect="{d}",reason="{r}"}}', n)
                 for (d, r), n in sorted(self.upgrades_refused.items())
             ],
+        )
+        metric(
+            "connections_not_started_total",
+            "counter",
+            "connections closed before their start message, by reason",
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.connections_not_started.items())],
+        )
+        metric(
+            "connections_refused_total",
+            "counter",
+            "connections refused before the upgrade, by reason",
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.connections_refused.items())],
         )
         metric(
             "dialect_factory_total",

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import ssl
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from http import HTTPStatus
+from typing import Any
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -32,6 +35,7 @@ from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.dialects.base import Dialect, UpgradeRefused, UpgradeRequest
 from ivr_bridge.dialects.registry import Route
 from ivr_bridge.events.bus import EventBus
+from ivr_bridge.limits import AddressSlots, CloseFrame, RateLimitedLog, close_reason
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.recognition.base import Recognizer
 
@@ -43,11 +47,17 @@ class _WebsocketStream:
 
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
+        self.end_reason: str | None = None  # set when the transport ended it (call.py reads it)
 
     async def recv(self) -> str | bytes | None:
         try:
             return await self._ws.recv()
-        except ConnectionClosed:
+        except ConnectionClosed as closed:
+            sent = CloseFrame(closed.sent.code, closed.sent.reason) if closed.sent else None
+            rcvd = CloseFrame(closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None
+            # Only a close our side sent first says what went wrong on the wire.
+            first = sent if sent is not None and not closed.rcvd_then_sent else None
+            self.end_reason = close_reason(first, rcvd)
             return None
 
     async def send(self, message: str | bytes) -> None:
@@ -105,8 +115,19 @@ class BridgeServer:
         recognizer_label: str = "",
         clock: Clock = SYSTEM_CLOCK,
         public_url: str = "",
+        max_connections_per_ip: int = 0,
+        tls: ssl.SSLContext | None = None,
+        health_probe: Callable[[], tuple[dict[str, Any], bool]] | None = None,
     ) -> None:
         self._routes = dict(routes)
+        self._addresses = AddressSlots(max_connections_per_ip)
+        self._address_watch: set[asyncio.Task[None]] = set()
+        self._tls = tls
+        # (components for /healthz, ready?) from the app: recognizer reachability, sinks.
+        self._health_probe = health_probe
+        self._fd_log = RateLimitedLog(10.0)
+        self._previous_handler: Any = None
+        self._handler_installed = False
         self._public_url = public_url
         # The dialect a factory built in process_request, for the handler of that connection.
         self._accepted: weakref.WeakKeyDictionary[ServerConnection, tuple[Route, Dialect]] = (
@@ -153,6 +174,10 @@ class BridgeServer:
         return len(self._calls)
 
     async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
+        self._handler_installed = True
         self._server = await serve(
             self._handle,
             self._host,
@@ -167,6 +192,7 @@ class BridgeServer:
             ping_timeout=self._ping_timeout,
             open_timeout=self._open_timeout,
             close_timeout=5,
+            ssl=self._tls,
         )
         log.info(
             "bridge_listening",
@@ -178,6 +204,25 @@ class BridgeServer:
             if route.auth == "none":
                 log.info("dialect_unauthenticated", dialect=route.name, path=route.path)
         return self.port
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of file descriptors, asyncio's accept() reports every failure with a traceback;
+        say it once per 10 s instead (pending connections wait in the backlog meanwhile)."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            self.metrics.connection_refused("fd_limit")
+            if self._fd_log.should_log(self._clock.now()):
+                log.error(
+                    "fd_limit_reached",
+                    error=errno.errorcode.get(exc.errno or 0, "?"),
+                    suppressed=self._fd_log.take_suppressed(),
+                    active_calls=len(self._calls),
+                )
+            return
+        if self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     # ---- HTTP side: health and routing before the upgrade ------------------------------
 
@@ -213,15 +258,18 @@ class BridgeServer:
     def _route_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in ("/healthz", "/livez"):
+            components, _ = self._health_probe() if self._health_probe else ({}, True)
+            degraded = any(c.get("status") != "ok" for c in components.values())
             return self._json(
-                HTTPStatus.OK,
+                HTTPStatus.OK,  # liveness: a restart cures neither an outage nor a full disk
                 {
-                    "status": "ok",
+                    "status": "degraded" if degraded else "ok",
                     "version": __version__,
                     "active_calls": len(self._calls),
                     "calls_total": self.calls_total,
                     "recognizer": self._recognizer_label,
                     "draining": self._draining,
+                    "components": components,
                 },
             )
         if path == "/metrics":
@@ -241,15 +289,34 @@ class BridgeServer:
             )
             return Response(200, "OK", headers, body)
         if path == "/readyz":
-            status = HTTPStatus.SERVICE_UNAVAILABLE if self._draining else HTTPStatus.OK
-            return self._json(status, {"ready": not self._draining})
+            _, recognizer_ok = self._health_probe() if self._health_probe else ({}, True)
+            ready = recognizer_ok and not self._draining
+            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+            why = "draining" if self._draining else "" if ready else "recognizer unreachable"
+            return self._json(status, {"ready": ready, **({"why": why} if why else {})})
         route = self._routes.get(path.rstrip("/"))
         if route is None:
             return self._json(HTTPStatus.NOT_FOUND, {"error": "unknown path"})
         if self._draining or len(self._calls) >= self._max_calls:
             self.calls_rejected += 1
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not accepting calls"})
-        return self._open_dialect(connection, request, route)
+        address = str(connection.remote_address[0]) if connection.remote_address else ""
+        if not self._addresses.acquire(address):
+            self.metrics.connection_refused("per_address_cap")
+            log.warning("connection_refused", reason="per_address_cap", remote=address)
+            return self._json(HTTPStatus.TOO_MANY_REQUESTS, {"error": "too many connections"})
+        response = self._open_dialect(connection, request, route)
+        # The slot is held until the TCP connection is gone, however the websocket ends.
+        task = asyncio.create_task(self._release_address(connection, address))
+        self._address_watch.add(task)
+        task.add_done_callback(self._address_watch.discard)
+        return response
+
+    async def _release_address(self, connection: ServerConnection, address: str) -> None:
+        try:
+            await connection.wait_closed()
+        finally:
+            self._addresses.release(address)
 
     def _factory_counters(self) -> dict[str, Mapping[str, int]]:
         """Each dialect factory's own counters (AudioHook: signature checks, replays...)."""
@@ -343,3 +410,8 @@ class BridgeServer:
             self._server.close(close_connections=True, code=1001, reason="bridge shutting down")
             await self._server.wait_closed()
             self._server = None
+        if self._address_watch:
+            await asyncio.gather(*self._address_watch, return_exceptions=True)
+        if self._handler_installed:
+            self._handler_installed = False
+            asyncio.get_running_loop().set_exception_handler(self._previous_handler)

@@ -165,6 +165,8 @@ class _Worker:
             await self._wake.wait()
 
     async def _deliver(self, call_id: str, lane: _Lane, event: UtteranceEvent) -> None:
+        # Each delivery is its own task: bind the call here so the sink's log lines carry it.
+        structlog.contextvars.bind_contextvars(call_id=call_id)
         try:
             await self.sink.deliver(event)
             self.stats.delivered += 1

@@ -37,7 +37,13 @@ class JsonlSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
         except OSError as exc:
-            raise ConfigError("events.jsonl", f"cannot open {self.path}: {exc.strerror}") from exc
+            # mkdir of the parent says "File exists" when a parent is a plain file.
+            why = (
+                "a parent path is not a directory"
+                if isinstance(exc, FileExistsError | NotADirectoryError)
+                else exc.strerror or type(exc).__name__
+            )
+            raise ConfigError("events.jsonl", f"cannot open {self.path}: {why}") from exc
 
     def _open(self) -> None:
         # Line-buffered append: each event is on disk when deliver returns, and appends from

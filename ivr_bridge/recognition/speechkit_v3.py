@@ -218,5 +218,10 @@ class SpeechKitV3Recognizer:
         await stream._write(session_options(config))
         return stream
 
+    def connectivity(self) -> str:
+        """The channel's state name (READY, IDLE, CONNECTING, TRANSIENT_FAILURE...) for
+        /healthz; asking also makes an idle channel try to connect."""
+        return str(self._channel.get_state(try_to_connect=True).name)
+
     async def close(self) -> None:
         await self._channel.close()

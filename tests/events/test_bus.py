@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog
 
 from ivr_bridge.clock import ScaledClock
 from ivr_bridge.errors import ConfigError, SinkError
@@ -212,3 +213,27 @@ def test_dead_letter_write_after_close_is_counted(tmp_path: Path) -> None:
     dead.close()
     assert not dead.write(ev("a", 1), sink="s", reason="r", at=0.0)
     assert dead.failed == 1
+
+
+class ContextRecording(Recording):
+    """Also records the structlog context each delivery runs in."""
+
+    def __init__(self) -> None:
+        super().__init__("ctx", concurrency=4)
+        self.bound: list[tuple[str, object]] = []
+
+    async def deliver(self, e: UtteranceEvent) -> None:
+        self.bound.append((e.call_id, structlog.contextvars.get_contextvars().get("call_id")))
+        await super().deliver(e)
+
+
+async def test_sink_work_is_logged_with_the_call_id() -> None:
+    bus = EventBus(100)
+    sink = ContextRecording()
+    bus.add_sink(sink)
+    for call in ("call_a", "call_b"):
+        for seq in range(1, 4):
+            bus.publish(ev(call, seq))
+    await wait_until(lambda: len(sink.got) == 6)
+    await bus.aclose(1.0)
+    assert sink.bound and all(call == bound for call, bound in sink.bound)

@@ -18,6 +18,7 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
+from nats.aio.client import Client as NatsClient
 from nats.js.api import RetentionPolicy
 
 from ivr_bridge.clock import ScaledClock
@@ -67,13 +68,13 @@ def ev(call: str, seq: int, kind: str = "final") -> UtteranceEvent:
 
 
 @pytest.fixture
-async def worker(nats_url: str) -> AsyncIterator[nats.NATS]:
+async def worker(nats_url: str) -> AsyncIterator[NatsClient]:
     nc = await nats.connect(nats_url)
     yield nc
     await nc.close()
 
 
-async def consume_all(nc: nats.NATS, expected: int) -> list[dict[str, Any]]:
+async def consume_all(nc: NatsClient, expected: int) -> list[dict[str, Any]]:
     """A worker's pull consumer: fetch until ``expected`` arrived, then look for extras."""
     js = nc.jetstream()
     sub = await js.pull_subscribe("ivr.calls.>", durable="worker", stream="IVR_CALLS")
@@ -91,7 +92,7 @@ async def consume_all(nc: nats.NATS, expected: int) -> list[dict[str, Any]]:
     return out
 
 
-async def test_every_event_of_every_call_exactly_once(nats_url: str, worker: nats.NATS) -> None:
+async def test_every_event_of_every_call_exactly_once(nats_url: str, worker: NatsClient) -> None:
     sink = NatsSink(nats_url, max_in_flight=4)
     await sink.start()
     bus = EventBus()
@@ -122,7 +123,7 @@ async def test_every_event_of_every_call_exactly_once(nats_url: str, worker: nat
     assert info.state.messages == len(sent)
 
 
-async def test_stream_created_with_configured_retention(nats_url: str, worker: nats.NATS) -> None:
+async def test_stream_created_with_configured_retention(nats_url: str, worker: NatsClient) -> None:
     sink = NatsSink(nats_url, subject_prefix="pbx.eu", stream="EU", retention="interest")
     await sink.start()
     info = await worker.jetstream().stream_info("EU")
@@ -143,7 +144,7 @@ async def test_stream_created_with_configured_retention(nats_url: str, worker: n
 
 
 async def test_commands_reach_the_callback_while_the_call_lives(
-    nats_url: str, worker: nats.NATS
+    nats_url: str, worker: NatsClient
 ) -> None:
     got: list[tuple[str, dict[str, Any]]] = []
 

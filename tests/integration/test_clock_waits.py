@@ -30,10 +30,18 @@ async def _closed(ws: Any) -> tuple[int, str]:
 
 async def test_drain_timeout_follows_the_injected_clock(bridge: Any) -> None:
     clock = ScaledClock(speed=2 * HOUR)
-    app, _ = await bridge(engine="tones", clock=clock)
+    # At 7,200x the default 5 s start timeout is under a millisecond of real time.
+    settings = Settings(
+        server=ServerSettings(port=0, start_timeout_s=HOUR),
+        speechkit=SpeechKitSettings(languages=("en-US",)),
+        embedded=EmbeddedSettings(port=0, engine="tones"),
+    )
+    app, _ = await bridge(engine="tones", clock=clock, settings=settings)
     assert app.server is not None
     async with connect(app.url(), compression=None) as ws:
-        await ws.send(TwilioStreamEncoder().connected())
+        enc = TwilioStreamEncoder()
+        await ws.send(enc.connected())
+        await ws.send(enc.start())  # a started call: start_timeout_s does not end it
         while app.server.active_calls == 0:
             await clock.sleep(1)
         started = clock.now()
@@ -45,13 +53,15 @@ async def test_drain_timeout_follows_the_injected_clock(bridge: Any) -> None:
 async def test_media_inactivity_timeout_follows_the_injected_clock(bridge: Any) -> None:
     clock = ScaledClock(speed=2 * HOUR)
     settings = Settings(
-        server=ServerSettings(port=0, media_inactivity_timeout_s=HOUR),
+        server=ServerSettings(port=0, media_inactivity_timeout_s=HOUR, start_timeout_s=HOUR),
         speechkit=SpeechKitSettings(languages=("en-US",)),
         embedded=EmbeddedSettings(port=0, engine="tones"),
     )
     app, _ = await bridge(engine="tones", clock=clock, settings=settings)
     async with connect(app.url(), compression=None) as ws:
-        await ws.send(TwilioStreamEncoder().connected())
+        enc = TwilioStreamEncoder()
+        await ws.send(enc.connected())
+        await ws.send(enc.start())  # without it, start_timeout_s would end the call first
         started = clock.now()
         code, reason = await _closed(ws)
         assert (code, reason) == (1000, "no media")

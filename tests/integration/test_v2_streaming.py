@@ -80,6 +80,8 @@ async def test_v2_hold_is_kept_alive_with_zero_pcm(bridge: Any) -> None:
     assert ended["channels"]["caller"]["stalls"] == 0
     assert finals_text(got, call_id) == [" ".join(u) for u in utterances]
     assert app.embedded is not None and app.embedded.stats.ended == {"OK": 1}
+    # /healthz reports the v2 channel like the v3 one.
+    assert app.recognizer is not None and app.recognizer.connectivity() == "READY"
 
 
 async def test_v2_server_that_goes_mute_during_speech_is_a_stall(bridge: Any) -> None:

@@ -26,8 +26,8 @@ serve: $(RUNTIME)
 	$(BIN)/ivr-bridge serve --config configs/local.toml
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check ivr_bridge tests benchmarks
-	$(BIN)/ruff check ivr_bridge tests benchmarks
+	$(BIN)/ruff format --check ivr_bridge tests benchmarks examples
+	$(BIN)/ruff check ivr_bridge tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -34,6 +34,7 @@ BASELINE_CMD = [
     "--events",
     "{events}",
 ]
+ONE = {"IVR_BRIDGE_SERVER_WORKERS": "1"}
 MARK_BEGIN = "<!-- scale-benchmark:begin -->"
 MARK_END = "<!-- scale-benchmark:end -->"
 
@@ -72,8 +73,11 @@ def table(rows: list[tuple[int, LoadReport, LoadReport]]) -> str:
 
 
 async def run(
-    calls: list[int], duration: float, ramp: float
+    calls: list[int], duration: float, ramp: float, compare: dict[str, str] | None = None
 ) -> list[tuple[int, LoadReport, LoadReport]]:
+    """Each call count: baseline, then ivr-bridge; ``compare`` adds bridges built from other
+    source trees (label -> directory holding ``ivr_bridge/``), e.g. a checkout of main, for
+    the before/after of one optimization in the same run. Those print to stderr only."""
     rows = []
     for n in calls:
 
@@ -86,12 +90,31 @@ async def run(
             ),
             progress=say,
         )
+        # One worker process, like the baseline: the ratios compare the code, not core counts.
         bridge = await run_loadtest(
-            LoadTestOptions(calls=n, duration_s=duration, ramp_s=ramp, label="ivr-bridge"),
+            LoadTestOptions(
+                calls=n, duration_s=duration, ramp_s=ramp, label="ivr-bridge", server_env=ONE
+            ),
             progress=say,
         )
+        others = []
+        for label, src in (compare or {}).items():
+            others.append(
+                await run_loadtest(
+                    LoadTestOptions(
+                        calls=n,
+                        duration_s=duration,
+                        ramp_s=ramp,
+                        label=label,
+                        server_env={**ONE, "PYTHONPATH": src},
+                    ),
+                    progress=say,
+                )
+            )
         print(file=sys.stderr)
-        print(base.format(), bridge.format(), sep="\n", file=sys.stderr)
+        print(
+            base.format(), bridge.format(), *(o.format() for o in others), sep="\n", file=sys.stderr
+        )
         rows.append((n, bridge, base))
     return rows
 
@@ -114,8 +137,16 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=5.0)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--write-readme", action="store_true")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="also run the bridge from another source tree (e.g. `git archive main` unpacked)",
+    )
     args = parser.parse_args()
-    rows = asyncio.run(run(args.calls, args.duration, args.ramp))
+    compare = {k: str(Path(v).resolve()) for k, v in (i.split("=", 1) for i in args.compare)}
+    rows = asyncio.run(run(args.calls, args.duration, args.ramp, compare))
     if args.json:
         print(
             json.dumps(

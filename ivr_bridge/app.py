@@ -6,10 +6,14 @@ wiring.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import inspect
+import signal
 import socket
 import ssl
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,10 +21,12 @@ from typing import Any
 import structlog
 
 from ivr_bridge.audiosocket_server import AudioSocketServer
-from ivr_bridge.call import CallOptions
+from ivr_bridge.call import Call, CallOptions, MessageStream
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
+from ivr_bridge.commands import CommandError, parse_command
 from ivr_bridge.config import Settings
-from ivr_bridge.dialects.registry import build_routes
+from ivr_bridge.dialects.base import UpgradeRequest
+from ivr_bridge.dialects.registry import Route, build_routes
 from ivr_bridge.errors import ConfigError
 from ivr_bridge.events.breaker import BreakerConfig
 from ivr_bridge.events.bus import EventBus, Sink
@@ -28,9 +34,12 @@ from ivr_bridge.events.console import ConsoleSink
 from ivr_bridge.events.deadletter import DeadLetterFile
 from ivr_bridge.events.jsonl import JsonlSink
 from ivr_bridge.events.webhook import WebhookSink
+from ivr_bridge.events_api import EventHub, EventsApi
+from ivr_bridge.handle import DialogOptions, Handler
 from ivr_bridge.health import RecognizerWatch, SinkWatch
 from ivr_bridge.local.faults import FaultPlan
 from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer, LocalLimits
+from ivr_bridge.overload import OverloadLimits
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.credentials import (
     ApiKeyCredentials,
@@ -42,6 +51,7 @@ from ivr_bridge.recognition.speechkit_v2 import SpeechKitV2Recognizer
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
 from ivr_bridge.recording import Recordings, build_recordings
 from ivr_bridge.server import BridgeServer
+from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger(__name__)
 
@@ -124,10 +134,24 @@ class BridgeApp:
         policy: PolicyConfig | None = None,
         local_faults: FaultPlan | None = None,
         on_command: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
+        handler: Handler | None = None,
+        listen: bool = True,
+        listen_socket: socket.socket | None = None,
+        peers: WorkerPeers | None = None,
     ) -> None:
         self.settings = settings
-        # Commands from NATS (play/mark/clear/hangup) for a call this bridge owns.
-        self._on_command = on_command
+        # Commands from NATS (play/mark/clear/hangup) for a call this bridge owns; by default
+        # they go to that call (see :meth:`command`).
+        self._on_command = on_command or self.command
+        self._handler = handler  # in-process dialog logic: one task per call
+        self._listen = listen  # False: only mounted calls (:meth:`handle`), no listener
+        self._routes: dict[str, Route] = {}
+        self._options: CallOptions | None = None
+        self._mounted: dict[str, Call] = {}
+        self.events_api: EventsApi | None = None
+        # One of several workers (workers.py): the shared socket and the siblings' snapshots.
+        self._listen_socket = listen_socket
+        self._peers = peers
         self._local_faults = local_faults
         self._clock = clock
         self._extra_sinks = list(sinks)
@@ -188,7 +212,7 @@ class BridgeApp:
 
     async def _start(self) -> int:
         s = self.settings
-        routes = build_routes(s.dialects)  # a bad dialect config fails before anything starts
+        routes = self._routes = build_routes(s.dialects)  # bad dialect config: fail first
         choice = choose_recognizer(s)
         endpoint = choice.endpoint
         credentials: Credentials | None = None
@@ -266,6 +290,26 @@ class BridgeApp:
             credentials=credentials,
         )
         options = replace(options, recording=self.recordings)
+        if self._handler is not None:
+            d = s.dialog
+            dialog = DialogOptions(self._handler, d.barge_in, d.queue_size, d.finish_timeout_s)
+            options = replace(options, dialog=dialog)
+        self._options = options
+        if s.events.api_token or s.events.api_read_token:
+            hub = EventHub(
+                ring_size=s.events.api_ring_size, keep_s=s.events.api_ring_keep_s, clock=self._clock
+            )
+            self.bus.add_sink(hub)
+            self.events_api = EventsApi(
+                hub,
+                token=s.events.api_token,
+                read_token=s.events.api_read_token,
+                find_call=self.find_call,
+                subscriber_queue=s.events.api_subscriber_queue,
+            )
+        if not self._listen:
+            log.info("bridge_mounted", why="listen=False: calls come through BridgeApp.handle")
+            return 0
         self.server = BridgeServer(
             routes=routes,
             public_url=s.server.public_url,
@@ -279,8 +323,16 @@ class BridgeApp:
             ping_timeout_s=s.server.ping_timeout_s,
             open_timeout_s=s.server.open_timeout_s,
             max_calls=s.server.max_calls,
+            overload=OverloadLimits(
+                max_calls=s.server.max_calls,
+                max_loop_lag_ms=s.server.max_loop_lag_ms,
+                max_cpu=s.server.max_cpu,
+            ),
             recognizer_label="embedded" if choice.embedded else endpoint,
+            sock=self._listen_socket,
+            peers=self._peers,
             clock=self._clock,
+            events_api=self.events_api,
             max_connections_per_ip=s.server.max_connections_per_ip,
             tls=_tls_context(s.server.tls_cert, s.server.tls_key),
             health_probe=self.health,
@@ -317,6 +369,62 @@ class BridgeApp:
             key = error.key.replace("server.", "server.audiosocket_")
             raise ConfigError(key, error.problem) from None
         self.server.add_metrics_source(self.audiosocket.counters)
+
+    # ---- calls: find, command, mount ----------------------------------------------------
+
+    def find_call(self, call_id: str) -> Call | None:
+        """The live call with this id on this bridge (served or mounted), else None."""
+        call = self.server.find_call(call_id) if self.server is not None else None
+        return call or self._mounted.get(call_id)
+
+    async def command(self, call_id: str, command: dict[str, Any]) -> None:
+        """Carry out a command (ivr_bridge/commands.py shape) on a call this bridge owns.
+        Raises CommandError when it is malformed or the call is not here, UnsupportedRequest
+        when the call's platform cannot carry it."""
+        request = parse_command(command)
+        call = self.find_call(call_id)
+        if call is None:
+            raise CommandError("no such live call on this bridge")
+        await call.send(request)
+
+    async def handle(
+        self,
+        stream: MessageStream,
+        dialect: str,
+        *,
+        request: UpgradeRequest | None = None,
+    ) -> Call:
+        """Run one call over a connection the caller's own websocket server accepted.
+
+        ``dialect`` is a dialect name ("twilio", "audiohook", ...); ``request`` is the upgrade
+        as received (headers, query), which the dialect authenticates as it would at the
+        bridge's own door; without it, an empty request on the dialect's path (enough for a
+        dialect configured with ``auth = "none"``). Raises UpgradeRefused when the dialect
+        refuses it. Returns the finished call (its ``end_reason``, ``call_id``).
+        """
+        if self.recognizer is None or self.bus is None or self._options is None:
+            raise RuntimeError("start the bridge before handing it calls")
+        route = next((r for r in self._routes.values() if r.name == dialect), None)
+        if route is None:
+            enabled = ", ".join(sorted(r.name for r in self._routes.values()))
+            raise ValueError(f"dialect {dialect!r} is not enabled here (enabled: {enabled})")
+        upgrade = request or UpgradeRequest(path=route.path, now=self._clock.wall())
+        call = Call(
+            call_id="call_" + uuid.uuid4().hex[:20],
+            dialect=route.factory.open(upgrade),
+            stream=stream,
+            recognizer=self.recognizer,
+            options=self._options,
+            bus=self.bus,
+            clock=self._clock,
+            metrics=self.server.metrics if self.server is not None else None,
+        )
+        self._mounted[call.call_id] = call
+        try:
+            await call.run()
+        finally:
+            del self._mounted[call.call_id]
+        return call
 
     async def reopen_sinks(self) -> bool:
         """After logrotate (SIGHUP): ask the event bus to reopen its file sinks.
@@ -424,6 +532,30 @@ class BridgeApp:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def serve(handler: Handler, settings: Settings | None = None) -> None:
+    """Run a bridge that calls ``await handler(call)`` once per call, until cancelled or
+    SIGTERM; then drain live calls (``server.drain_timeout_s``) and stop.
+
+    ``call`` is an :class:`~ivr_bridge.handle.CallHandle`: the call's metadata, its events
+    (``async for event in call.events()``) and commands (play, mark, clear, hangup).
+    """
+    settings = settings or Settings()
+    app = BridgeApp(settings, handler=handler)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Not on the main thread, or no signals on this platform: cancellation still stops it.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        log.info("bridge_serving", url=app.url(""), dialog_handler=True)
+        await stop.wait()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+        await asyncio.shield(app.stop(settings.server.drain_timeout_s))
 
 
 def _tls_context(cert: str, key: str) -> ssl.SSLContext | None:

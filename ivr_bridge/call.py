@@ -11,6 +11,7 @@ its protocol object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +20,9 @@ import structlog
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.dialects.base import Dialect, OutboundRequest
 from ivr_bridge.errors import DialectError
+from ivr_bridge.events import types
 from ivr_bridge.events.bus import EventBus
+from ivr_bridge.handle import CallGone, CallHandle, DialogOptions
 from ivr_bridge.limits import TokenBucket
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.model import (
@@ -28,6 +31,7 @@ from ivr_bridge.model import (
     CallStarted,
     DialectEvent,
     Dtmf,
+    EventPayload,
     Mark,
     MediaGap,
     Paused,
@@ -74,6 +78,7 @@ class CallOptions:
     message_rate_per_s: float = 20.0  # 0: no limit
     message_burst: int = 100
     recording: Recordings | None = None  # [recording] enabled: a WAV per call (recording.py)
+    dialog: DialogOptions | None = None  # an in-process handler gets a CallHandle per call
 
 
 class Call:
@@ -119,6 +124,8 @@ class Call:
         self._recorder: CallRecorder | None = None
         self._send_lock = asyncio.Lock()  # frames leave in the order the dialect queued them
         self._silence_mark: dict[str, int] = {}  # channel -> ledger silence at its last audio
+        self.handle: CallHandle | None = None  # the dialog handler's view, from call start
+        self._handler_task: asyncio.Task[None] | None = None
         self._last_media = self._started_at  # media inactivity counts from here
         self._bucket = (
             TokenBucket(options.message_rate_per_s, options.message_burst, self._started_at)
@@ -349,16 +356,16 @@ class Call:
         elif isinstance(event, Dtmf):
             self._dtmf += 1
             self._emit(
-                "dtmf",
+                types.DtmfDigit(event.digit, event.duration_ms),
                 event.channel,
                 self._channel_ms(event.channel),
-                {"digit": event.digit, "duration_ms": event.duration_ms},
             )
         elif isinstance(event, Mark):
-            self._emit("mark", None, self._elapsed_ms(), {"name": event.name})
-        elif isinstance(event, Paused | Resumed):
-            kind = "paused" if isinstance(event, Paused) else "resumed"
-            self._emit(kind, event.channel, self._elapsed_ms(), {})
+            self._emit(types.MarkPlayed(event.name), None, self._elapsed_ms())
+        elif isinstance(event, Paused):
+            self._emit(types.MediaPaused(), event.channel, self._elapsed_ms())
+        elif isinstance(event, Resumed):
+            self._emit(types.MediaResumed(), event.channel, self._elapsed_ms())
 
     def _on_gap(self, gap: MediaGap) -> None:
         """Put audio the PBX reports lost on the timeline, less the silence the keepalive
@@ -384,26 +391,23 @@ class Call:
             channels=[c.name for c in started.channels],
             sample_rate=started.sample_rate,
         )
+        opts = self._options
+        if opts.dialog is not None:
+            self._start_handler(opts.dialog, started)
         self._emit(
-            "call_started",
+            types.CallStartedInfo(
+                dialect=started.dialect,
+                platform_call_id=started.platform_call_id,
+                stream_id=started.stream_id,
+                channels=started.channels,
+                media_format=started.media_format,
+                sample_rate=started.sample_rate,
+                metadata=started.metadata,
+                custom_parameters=started.custom_parameters,
+            ),
             None,
             0,
-            {
-                "dialect": started.dialect,
-                "platform_call_id": started.platform_call_id,
-                "stream_id": started.stream_id,
-                "channels": [{"name": c.name, "track": c.track} for c in started.channels],
-                "media_format": {
-                    "encoding": started.media_format.encoding,
-                    "sample_rate": started.media_format.sample_rate,
-                    "channels": started.media_format.channels,
-                },
-                "sample_rate": started.sample_rate,
-                "metadata": dict(started.metadata),
-                "custom_parameters": dict(started.custom_parameters),
-            },
         )
-        opts = self._options
         for info in started.channels:
             channel = RecognitionChannel(
                 name=info.name,
@@ -426,6 +430,44 @@ class Call:
             names = [info.name for info in started.channels]
             self._recorder = opts.recording.start_call(self.call_id, names, started.sample_rate)
 
+    def _start_handler(self, dialog: DialogOptions, started: CallStarted) -> None:
+        self.handle = CallHandle(
+            self,
+            started,
+            clock=self._clock,
+            queue_size=dialog.queue_size,
+            barge_in=dialog.barge_in,
+        )
+        self._handler_task = asyncio.create_task(
+            self._run_handler(dialog, self.handle), name=f"{self.call_id}-handler"
+        )
+
+    async def _run_handler(self, dialog: DialogOptions, handle: CallHandle) -> None:
+        try:
+            await dialog.handler(handle)
+        except asyncio.CancelledError:
+            self._log.warning("dialog_handler_cancelled", why="still running after call end")
+            raise
+        except CallGone:
+            self._log.debug("dialog_handler_outlived_call")
+        except Exception:
+            # The handler is user code: its bug is logged, and the call goes on without it.
+            self._log.exception("dialog_handler_failed")
+
+    async def _stop_handler(self) -> None:
+        """After call_ended: let the handler read to the end, then cancel it if it lingers."""
+        task = self._handler_task
+        if task is None:
+            return
+        if self.handle is not None:
+            self.handle.close()
+        timeout = self._options.dialog.finish_timeout_s if self._options.dialog else 0.0
+        with contextlib.suppress(TimeoutError):
+            await self._clock.wait_for(asyncio.wait([task]), timeout)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
     async def _run_channel(self, channel: RecognitionChannel) -> None:
         try:
             await channel.run()
@@ -436,24 +478,28 @@ class Call:
     # ---- events ---------------------------------------------------------------------
 
     def _channel_emitter(self, name: str) -> EmitFn:
-        def emit(kind: str, call_ms: int, data: dict[str, Any]) -> None:
-            self._emit(kind, name, call_ms, data)
+        def emit(payload: EventPayload, call_ms: int) -> None:
+            self._emit(payload, name, call_ms)
 
         return emit
 
-    def _emit(self, kind: str, channel: str | None, call_ms: int, data: dict[str, Any]) -> None:
+    def emit(self, payload: EventPayload) -> None:
+        """A call-wide event of the bridge's own making (``barge_in``), timed now."""
+        self._emit(payload, None, self._elapsed_ms())
+
+    def _emit(self, payload: EventPayload, channel: str | None, call_ms: int) -> None:
         self._seq += 1
-        self._bus.publish(
-            UtteranceEvent(
-                type=kind,
-                call_id=self.call_id,
-                channel=channel,
-                seq=self._seq,
-                call_ms=call_ms,
-                wall_time=self._clock.wall(),
-                data=data,
-            )
+        event = UtteranceEvent.of(
+            payload,
+            call_id=self.call_id,
+            channel=channel,
+            seq=self._seq,
+            call_ms=call_ms,
+            wall_time=self._clock.wall(),
         )
+        self._bus.publish(event)
+        if self.handle is not None:
+            self.handle.deliver(event)
 
     def _elapsed_ms(self) -> int:
         return max(0, round((self._clock.now() - self._started_at) * 1000))
@@ -481,20 +527,28 @@ class Call:
             if self._metrics is not None:
                 self._metrics.connection_not_started(reason)
             return
+        try:
+            duration_ms = self._emit_ended(reason)
+        finally:
+            await self._stop_handler()
+        await self._finish_recording(duration_ms)
+
+    def _emit_ended(self, reason: str) -> int:
         accounting = CallAccounting({name: ch.counters() for name, ch in self._channels.items()})
         # Fast senders (tests, replays) can outrun the wall clock: the timeline is the longer.
         timelines = [ch.ledger.ms(ch.ledger.end) for ch in self._channels.values()]
         duration_ms = max([self._elapsed_ms(), *timelines])
-        summary: dict[str, Any] = {
-            "reason": reason,
-            "duration_ms": duration_ms,
-            "messages": self._messages,
-            "dtmf": self._dtmf,
+        summary = types.CallEndedSummary(
+            reason=reason,
+            duration_ms=duration_ms,
+            messages=self._messages,
+            dtmf=self._dtmf,
             **accounting.to_json(),
-        }
+            dialog_events_dropped=self.handle.dropped_events if self.handle else 0,
+        )
         if self._metrics is not None:
             self._metrics.call_ended(reason, accounting)
-        self._emit("call_ended", None, duration_ms, summary)
+        self._emit(summary, None, duration_ms)
         total = accounting.total
         self._log.info(
             "call_ended",
@@ -503,9 +557,18 @@ class Call:
             sessions=total.sessions_opened,
             errors=total.errors,
         )
-        if self._recorder is not None and self._options.recording is not None:
-            ends = {name: ch.ledger.end for name, ch in self._channels.items()}
-            await self._options.recording.finish_call(self._recorder, ends, duration_ms, self._emit)
+        return duration_ms
+
+    async def _finish_recording(self, duration_ms: int) -> None:
+        """Close the call's WAV; its transcript event follows later (recording.py)."""
+        if self._recorder is None or self._options.recording is None:
+            return
+        ends = {name: ch.ledger.end for name, ch in self._channels.items()}
+
+        def emit(kind: str, channel: str | None, call_ms: int, data: dict[str, Any]) -> None:
+            self._emit(types.EVENT_TYPES[kind](**data), channel, call_ms)
+
+        await self._options.recording.finish_call(self._recorder, ends, duration_ms, emit)
 
 
 class _StopReading(Exception):

@@ -6,18 +6,24 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import socket
 import sys
+from collections.abc import Coroutine
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from ivr_bridge.config import Settings, load_settings
 from ivr_bridge.errors import ConfigError
 from ivr_bridge.logs import configure_logging
+
+if TYPE_CHECKING:
+    from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger("ivr_bridge.cli")
 
@@ -49,10 +55,44 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-async def _serve(settings: Settings) -> int:
+def _serve_all(settings: Settings) -> int:
+    """``serve``: one process, or ``server.workers`` of them on one port (workers.py)."""
+    from ivr_bridge.app import _listen_error
+    from ivr_bridge.workers import WorkerStartFailed, serve_workers, worker_count, worker_settings
+
+    workers = worker_count(settings.server.workers)
+    loop = settings.server.event_loop
+    if workers == 1:
+        return run_fast(_serve(settings), loop)
+    each = worker_settings(settings, workers)
+
+    def run_worker(sock: socket.socket, peers: WorkerPeers) -> int:
+        mine = each
+        if peers.index > 0:  # the AudioSocket listener (its own TCP port) runs in worker 0
+            mine = replace(each, server=replace(each.server, audiosocket_port=0))
+        try:
+            return run_fast(_serve(mine, listen_socket=sock, peers=peers), loop)
+        except StartupFailed as exc:
+            peers.report_failure(str(exc))
+            return 2
+
+    srv = settings.server
+    try:
+        return serve_workers(settings, workers, run_worker)
+    except OSError as exc:
+        raise StartupFailed(str(_listen_error(exc, "server", srv.host, srv.port))) from None
+    except WorkerStartFailed as exc:
+        raise StartupFailed(str(exc)) from None
+
+
+async def _serve(
+    settings: Settings,
+    listen_socket: socket.socket | None = None,
+    peers: WorkerPeers | None = None,
+) -> int:
     from ivr_bridge.app import BridgeApp
 
-    app = BridgeApp(settings)
+    app = BridgeApp(settings, listen_socket=listen_socket, peers=peers)
     try:
         await app.start()
     except ConfigError as exc:
@@ -93,6 +133,24 @@ async def _simulate(args: argparse.Namespace) -> int:
         return 2
 
     params = dict(item.split("=", 1) for item in args.param or [])
+    follower: asyncio.Task[int] | None = None
+    if args.events_url:
+        # Print the bridge's events for this call as they happen (GET /events).
+        import uuid
+
+        from ivr_bridge.events_client import SIM_TAG, follow_tagged_call
+
+        token = args.events_token or os.environ.get("IVR_BRIDGE_EVENTS_TOKEN", "")
+        params[SIM_TAG] = uuid.uuid4().hex[:12]
+        subscribed = asyncio.Event()
+        follower = asyncio.create_task(
+            follow_tagged_call(
+                args.events_url, token=token, tag=params[SIM_TAG], subscribed=subscribed
+            )
+        )
+        waiter = asyncio.create_task(subscribed.wait())
+        await asyncio.wait([follower, waiter], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
     secrets = {
         key: value
         for key, value in (
@@ -121,6 +179,11 @@ async def _simulate(args: argparse.Namespace) -> int:
         auth=ClientAuth(args.auth, secrets),
         encoder_options=options,
     )
+    if follower is not None:
+        try:
+            await asyncio.wait_for(follower, 30)
+        except Exception as exc:  # the events are extra: the report still prints
+            print(f"events: not followed ({_one_line(exc)})", file=sys.stderr)
     print(report.format_report())
     return 0
 
@@ -146,6 +209,38 @@ async def _local_recognizer(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise StartupFailed(f"--host/--port/--rest-port: {_one_line(exc)}") from None
     return 0
+
+
+# ---- loadtest -------------------------------------------------------------------------
+
+
+async def _loadtest(args: argparse.Namespace) -> int:
+    from ivr_bridge.loadtest import LoadTestOptions, run_loadtest
+    from ivr_bridge.simulate import ENCODERS
+
+    if args.dialect not in ENCODERS:
+        print(f"no simulator for dialect {args.dialect!r}: {sorted(ENCODERS)}", file=sys.stderr)
+        return 2
+    options = LoadTestOptions(
+        calls=args.calls,
+        duration_s=args.duration,
+        ramp_s=args.ramp,
+        dialect=args.dialect,
+        url=args.url or "",
+        bridge_pid=args.bridge_pid or 0,
+    )
+    live = sys.stderr.isatty() and not args.json
+
+    def progress(line: str) -> None:
+        # One line rewritten in place on a terminal; nothing when piped (the report suffices).
+        if live:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+
+    report = await run_loadtest(options, progress)
+    if live:
+        print(file=sys.stderr)
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.format())
+    return 0 if report.calls_failed == 0 else 1
 
 
 # ---- demo -----------------------------------------------------------------------------
@@ -231,7 +326,18 @@ def _counts(events: list[Any]) -> list[str]:
     return [f"{k} {v}" for k, v in counts.items()]
 
 
-# ---- entry point ----------------------------------------------------------------------
+# ---- entry point ---------------------------------------------------------------------
+
+
+def run_fast(main: Coroutine[Any, Any, int], event_loop: str = "uvloop") -> int:
+    """asyncio.run, on uvloop when asked for and installed (Linux/macOS)."""
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(main)
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=float, help="for this many seconds")
     p.add_argument("--tracks", choices=("inbound", "both"), default="inbound")
     p.add_argument("--param", action="append", help="custom parameter NAME=VALUE")
+    p.add_argument("--events-url", help="also print this call's events: ws://HOST:PORT/events")
+    p.add_argument("--events-token", help="its token (default: IVR_BRIDGE_EVENTS_TOKEN)")
 
     p = sub.add_parser("local-recognizer", help="run the embedded SpeechKit-compatible recognizer")
     p.add_argument("--host", default="127.0.0.1")
@@ -282,10 +390,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve SpeechKit v2 REST (longRunningRecognize, operations) on this port",
     )
 
+    p = sub.add_parser("loadtest", help="many concurrent simulated calls, measured")
+    p.add_argument("--dialect", default="twilio", help="platform to simulate (default twilio)")
+    p.add_argument("--calls", type=int, default=10)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per call")
+    p.add_argument("--ramp", type=float, default=2.0, help="seconds over which calls start")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--url", help="a running bridge (ws://HOST:PORT) instead of starting one")
+    p.add_argument("--bridge-pid", type=int, help="that bridge's pid, for its CPU and memory")
+
     p = sub.add_parser("demo", help="stream the bundled sample call through the bridge")
     p.add_argument("--fast", action="store_true")
     p.add_argument("--wav", help="another WAV file to play")
     p.add_argument("--no-partials", action="store_true")
+
+    p = sub.add_parser("events", help="tail a bridge's live events (GET /events)")
+    p.add_argument("--url", required=True, help="ws://HOST:PORT/events")
+    p.add_argument("--call", help="only this call_id (exits after its call_ended)")
+    p.add_argument("--types", default="", help="comma-separated event types (default: all)")
+    p.add_argument(
+        "--token",
+        help="bearer token (events.api_token or api_read_token); default: the "
+        "IVR_BRIDGE_EVENTS_TOKEN environment variable",
+    )
 
     p = sub.add_parser("check-config", help="validate a config file and print it (secrets hidden)")
     p.add_argument("--config")
@@ -308,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             settings = _settings(args)
             configure_logging(settings.logging.level, settings.logging.format)
-            return asyncio.run(_serve(settings))
+            return _serve_all(settings)
         if args.command == "demo":
             configure_logging("warning", "console")
             return asyncio.run(_demo(args))
@@ -317,9 +444,13 @@ def main(argv: list[str] | None = None) -> int:
 
             configure_logging("warning", "console")
             return run_transcribe(args)
+        if args.command == "events":
+            return asyncio.run(_events(args))
         configure_logging("info", "console")
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
+        if args.command == "loadtest":
+            return run_fast(_loadtest(args))
         return asyncio.run(_local_recognizer(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -329,6 +460,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+async def _events(args: argparse.Namespace) -> int:
+    from ivr_bridge.events_client import TailRefused, tail_events
+
+    token = args.token or os.environ.get("IVR_BRIDGE_EVENTS_TOKEN", "")
+    if not token:
+        print("events: give --token or set IVR_BRIDGE_EVENTS_TOKEN", file=sys.stderr)
+        return 2
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    try:
+        await tail_events(args.url, token=token, call_id=args.call, types=types)
+    except TailRefused as exc:
+        print(f"events: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _check_engine(settings: Settings) -> None:

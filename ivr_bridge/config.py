@@ -29,6 +29,14 @@ class ServerSettings:
     open_timeout_s: float = 10.0
     media_inactivity_timeout_s: float = 0.0  # 0 = never end a call for lack of media
     max_calls: int = 500
+    # Overload: refuse new calls (503) while the event loop runs this late or the process uses
+    # this fraction of a core (0 = off for either), so calls in progress stay real time.
+    max_loop_lag_ms: float = 250.0
+    max_cpu: float = 0.0
+    # "asyncio" or "uvloop" (if installed); see README Benchmarks for why the default.
+    event_loop: str = "asyncio"
+    # Processes serving the one port (pre-forked on one listening socket); 0 = one per core.
+    workers: int = 0
     drain_timeout_s: float = 30.0
     # The base URL platforms call (e.g. "wss://bridge.example.com"), for request signatures
     # behind TLS termination or a proxy; empty: rebuilt from the Host header.
@@ -137,6 +145,21 @@ class EventSettings:
     nats_max_age_s: float = 86400.0
     nats_max_in_flight: int = 64
     nats_retry_total_s: float = 60.0
+    # GET /events (the live event stream and its commands); off while no token is set.
+    api_token: str = field(default="", repr=False)  # subscribe and send commands
+    api_read_token: str = field(default="", repr=False)  # subscribe only
+    api_ring_size: int = 500  # events kept per call for resuming after a reconnect
+    api_ring_keep_s: float = 300.0  # how long a call's ring outlives its hang-up
+    api_subscriber_queue: int = 1000  # per connection; beyond, the oldest go (counted)
+
+
+@dataclass(frozen=True, slots=True)
+class DialogSettings:
+    """The in-process dialog handler (``ivr_bridge.serve(handler, settings)``)."""
+
+    barge_in: bool = False  # caller speech over a prompt clears playback (barge_in event)
+    queue_size: int = 256  # events buffered per call for the handler; oldest dropped beyond
+    finish_timeout_s: float = 5.0  # after call_ended, then a still-running handler is cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +202,7 @@ class Settings:
     storage: StorageSettings = StorageSettings()
     recording: RecordingSettings = RecordingSettings()
     dialects: Mapping[str, DialectSettings] = field(default_factory=dict)
+    dialog: DialogSettings = DialogSettings()
 
     def __post_init__(self) -> None:
         # Settings built in code (tests, the demo, embedders) get the same checks as a file.
@@ -260,6 +284,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "logging": LoggingSettings,
     "storage": StorageSettings,
     "recording": RecordingSettings,
+    "dialog": DialogSettings,
 }
 
 
@@ -380,6 +405,7 @@ def validate(s: Settings) -> None:
     _check(bool(s.embedded.engine.strip()), "embedded.engine", "must not be empty")
     _validate_session(s.session)
     _validate_events(s.events)
+    _validate_dialog(s.dialog)
     _check(
         s.logging.level.lower() in {"debug", "info", "warning", "error"},
         "logging.level",
@@ -428,6 +454,10 @@ def _validate_server(srv: ServerSettings) -> None:
         "must be 0 (off) .. 86400 s",
     )
     _check(1 <= srv.max_calls <= 100_000, "server.max_calls", "must be 1..100000")
+    _check(0 <= srv.max_loop_lag_ms <= 60_000, "server.max_loop_lag_ms", "must be 0 (off)..60000")
+    _check(0 <= srv.max_cpu <= 1.0, "server.max_cpu", "must be 0 (off)..1 (a fraction of a core)")
+    _check(srv.event_loop in {"asyncio", "uvloop"}, "server.event_loop", "asyncio or uvloop")
+    _check(0 <= srv.workers <= 256, "server.workers", "must be 0 (one per core)..256")
     _positive(srv.drain_timeout_s, "server.drain_timeout_s", 3600)
     _positive(srv.start_timeout_s, "server.start_timeout_s", 3600)
     _check(
@@ -530,7 +560,25 @@ def _validate_session(ss: SessionSettings) -> None:
     )
 
 
+def _validate_dialog(dl: DialogSettings) -> None:
+    _check(1 <= dl.queue_size <= 100_000, "dialog.queue_size", "must be 1..100000")
+    _positive(dl.finish_timeout_s, "dialog.finish_timeout_s", 3600)
+
+
+def _validate_events_api(ev: EventSettings) -> None:
+    _check(1 <= ev.api_ring_size <= 100_000, "events.api_ring_size", "must be 1..100000")
+    _check(0 <= ev.api_ring_keep_s <= 86_400, "events.api_ring_keep_s", "must be 0..86400 s")
+    _check(
+        10 <= ev.api_subscriber_queue <= 1_000_000,
+        "events.api_subscriber_queue",
+        "must be 10..1000000",
+    )
+    if ev.api_token and ev.api_token == ev.api_read_token:
+        raise ConfigError("events.api_read_token", "must differ from events.api_token")
+
+
 def _validate_events(ev: EventSettings) -> None:
+    _validate_events_api(ev)
     _check(10 <= ev.queue_size <= 1_000_000, "events.queue_size", "must be 10..1000000")
     if ev.webhook and not ev.webhook.startswith(("http://", "https://")):
         raise ConfigError("events.webhook", "must be an http(s) URL")

@@ -6,6 +6,7 @@
             if event.type == "final":
                 ...
 
+``next_event(timeout)`` is the same stream one event at a time, with a silence timeout.
 Events reach the handle through a bounded per-call queue filled synchronously by the call, so a
 slow handler never slows the audio path: when the queue is full the oldest partial (else the
 oldest event) is dropped and counted (``dropped_events``, and in ``call_ended``). Commands go to
@@ -20,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,10 +37,26 @@ from ivr_bridge.dialects.base import (
     SendEvent,
     SendMark,
 )
-from ivr_bridge.model import CallStarted, UtteranceEvent
-from ivr_bridge.prompts import PromptTracker
+from ivr_bridge.errors import BridgeError
+from ivr_bridge.events.types import BargeIn
+from ivr_bridge.model import CallStarted, EventPayload, UtteranceEvent
+from ivr_bridge.prompts import Cut, PromptTracker
 
 _prompt_numbers = itertools.count(1)
+
+
+class CallGone(BridgeError):
+    """A command for a call that has already ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class DialogOptions:
+    """How the bridge runs an in-process dialog handler (``ivr_bridge.serve``)."""
+
+    handler: Handler
+    barge_in: bool = False  # the caller speaking over a prompt clears playback
+    queue_size: int = 256  # events buffered per call for the handler; beyond, oldest dropped
+    finish_timeout_s: float = 5.0  # after call_ended, then a lingering handler is cancelled
 
 
 class CallControl(Protocol):
@@ -53,7 +71,7 @@ class CallControl(Protocol):
         """Queue a request on the dialect and flush it to the platform."""
         ...
 
-    def emit(self, kind: str, data: dict[str, Any]) -> None:
+    def emit(self, payload: EventPayload) -> None:
         """Publish an event of the call's own (e.g. ``barge_in``) to every sink."""
         ...
 
@@ -124,14 +142,20 @@ class CallHandle:
         """Called by the call for each of its events; never blocks, never raises."""
         if self._closed:
             return
+        cut = None
         if event.type == "mark":
             self._prompts.mark_echoed(str(event.data.get("name", "")), self._clock.now())
         elif event.type == "speech_started" and self.barge_in and self._prompts.playing:
-            self._barge_in()
+            cut = self._barge_in()  # the clear is scheduled before the handler can wake
         if len(self._queue) >= self._queue_size:
             self._drop_one()
         self._queue.append(event)
         self._ready.set()
+        if cut is not None:
+            # Emitted after queueing: the barge_in event comes back here and must follow.
+            self._control.emit(
+                BargeIn(cut.prompt, cut.played_ms, cut.duration_ms, cut.queued_after)
+            )
 
     def _drop_one(self) -> None:
         for i, queued in enumerate(self._queue):
@@ -142,26 +166,27 @@ class CallHandle:
             self._queue.popleft()
         self.dropped_events += 1
 
-    def _barge_in(self) -> None:
+    def _barge_in(self) -> Cut | None:
         cut = self._prompts.cut(self._clock.now())
-        if cut is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._control.send(ClearAudio()))
-        task.add_done_callback(_ignore_result)
-        self._control.emit(
-            "barge_in",
-            {
-                "prompt": cut.prompt,
-                "played_ms": cut.played_ms,
-                "duration_ms": cut.duration_ms,
-                "dropped_prompts": list(cut.queued_after),
-            },
-        )
+        if cut is not None:
+            task = asyncio.get_running_loop().create_task(self._control.send(ClearAudio()))
+            task.add_done_callback(_ignore_result)
+        return cut
 
     def close(self) -> None:
         """The call ended: ``events()`` finishes once the queued events are read."""
         self._closed = True
         self._ready.set()
+
+    @property
+    def closed(self) -> bool:
+        """True once the call has ended (commands then raise CallGone)."""
+        return self._closed
+
+    async def _send(self, request: OutboundRequest) -> None:
+        if self._closed:
+            raise CallGone(f"call {self.call_id} has ended")
+        await self._control.send(request)
 
     async def events(self) -> AsyncIterator[UtteranceEvent]:
         """The call's events in order, ending after ``call_ended``."""
@@ -172,6 +197,23 @@ class CallHandle:
                 return
             self._ready.clear()
             await self._ready.wait()
+
+    async def next_event(self, timeout: float | None = None) -> UtteranceEvent | None:
+        """The next event, or None when ``timeout`` seconds (on the bridge's clock) pass
+        without one: a silence timeout. Raises CallGone once the call ended and every event
+        was read."""
+        while not self._queue:
+            if self._closed:
+                raise CallGone(f"call {self.call_id} has ended")
+            self._ready.clear()
+            if timeout is None:
+                await self._ready.wait()
+                continue
+            try:
+                await self._clock.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self._queue.popleft()
 
     # ---- commands out ------------------------------------------------------------------
 
@@ -190,28 +232,32 @@ class CallHandle:
         else:
             pcm, rate = bytes(audio), sample_rate
         prompt = name or f"p{next(_prompt_numbers)}"
-        await self._control.send(PlayAudio(pcm, rate))
+        await self._send(PlayAudio(pcm, rate))
         if "mark" in self.capabilities:
             self._prompts.queued(prompt, round(pcm16_duration_ms(pcm, rate)), self._clock.now())
-            await self._control.send(SendMark(PromptTracker.mark_for(prompt)))
+            await self._send(SendMark(PromptTracker.mark_for(prompt)))
         return prompt
 
     async def mark(self, name: str) -> None:
         """Ask the platform to echo ``name`` (a ``mark`` event) when playback reaches it."""
-        await self._control.send(SendMark(name))
+        await self._send(SendMark(name))
 
     async def clear(self) -> None:
         """Stop playback now and drop what was queued."""
         self._prompts.cut(self._clock.now())
-        await self._control.send(ClearAudio())
+        await self._send(ClearAudio())
 
     async def hangup(self, reason: str = "completed") -> None:
         """End the call from the bridge's side."""
-        await self._control.send(Disconnect(reason))
+        await self._send(Disconnect(reason))
 
     async def send_event(self, data: Mapping[str, Any]) -> None:
         """A transcript/event message, on platforms that carry one ("event" capability)."""
-        await self._control.send(SendEvent(dict(data)))
+        await self._send(SendEvent(dict(data)))
+
+
+Handler = Callable[[CallHandle], Awaitable[None]]
+"""``async def handler(call: CallHandle) -> None``: run once per call, as its own task."""
 
 
 def _ignore_result(task: asyncio.Task[None]) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import socket
 import ssl
 import uuid
 import weakref
@@ -35,9 +36,13 @@ from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.dialects.base import Dialect, UpgradeRefused, UpgradeRequest
 from ivr_bridge.dialects.registry import Route
 from ivr_bridge.events.bus import EventBus
+from ivr_bridge.events_api import PATH as EVENTS_PATH
+from ivr_bridge.events_api import EventsApi
 from ivr_bridge.limits import AddressSlots, CloseFrame, RateLimitedLog, close_reason
 from ivr_bridge.metrics import Metrics
+from ivr_bridge.overload import AdmissionPolicy, LoadMonitor, OverloadLimits
 from ivr_bridge.recognition.base import Recognizer
+from ivr_bridge.workers import WorkerPeers
 
 log = structlog.get_logger(__name__)
 
@@ -115,9 +120,13 @@ class BridgeServer:
         recognizer_label: str = "",
         clock: Clock = SYSTEM_CLOCK,
         public_url: str = "",
+        events_api: EventsApi | None = None,
         max_connections_per_ip: int = 0,
         tls: ssl.SSLContext | None = None,
         health_probe: Callable[[], tuple[dict[str, Any], bool]] | None = None,
+        overload: OverloadLimits | None = None,
+        sock: socket.socket | None = None,
+        peers: WorkerPeers | None = None,
     ) -> None:
         self._routes = dict(routes)
         self._addresses = AddressSlots(max_connections_per_ip)
@@ -128,6 +137,7 @@ class BridgeServer:
         self._fd_log = RateLimitedLog(10.0)
         self._previous_handler: Any = None
         self._handler_installed = False
+        self._events_api = events_api  # GET /events, when a token is configured
         self._public_url = public_url
         # The dialect a factory built in process_request, for the handler of that connection.
         self._accepted: weakref.WeakKeyDictionary[ServerConnection, tuple[Route, Dialect]] = (
@@ -156,6 +166,13 @@ class BridgeServer:
         self.calls_total = 0
         self.calls_rejected = 0
         self.metrics = Metrics()
+        limits = overload or OverloadLimits(max_calls=max_calls, max_loop_lag_ms=0.0)
+        self.admission = AdmissionPolicy(limits)
+        self._monitor = LoadMonitor(self.admission)
+        # One worker of several (workers.py): accept on the shared socket, answer health and
+        # metrics for the whole service.
+        self._sock = sock
+        self._peers = peers
         self._metrics_sources: list[Callable[[], Mapping[str, int]]] = []
 
     def add_metrics_source(self, source: Callable[[], Mapping[str, int]]) -> None:
@@ -178,10 +195,12 @@ class BridgeServer:
         self._previous_handler = loop.get_exception_handler()
         loop.set_exception_handler(self._loop_exception)
         self._handler_installed = True
+        where: dict[str, Any] = (
+            {"sock": self._sock} if self._sock else {"host": self._host, "port": self._port}
+        )
         self._server = await serve(
             self._handle,
-            self._host,
-            self._port,
+            **where,
             process_request=self._process_request,
             select_subprotocol=self._select_subprotocol,
             max_size=self._max_size,
@@ -194,6 +213,9 @@ class BridgeServer:
             close_timeout=5,
             ssl=self._tls,
         )
+        self._monitor.start()
+        if self._peers is not None:
+            self._peers.start(lambda: (self._health(), self._metrics_text()))
         log.info(
             "bridge_listening",
             host=self._host,
@@ -233,6 +255,34 @@ class BridgeServer:
         )
         return Response(status.value, status.phrase, headers, data)
 
+    def _health(self) -> dict[str, Any]:
+        components, _ = self._health_probe() if self._health_probe else ({}, True)
+        degraded = any(c.get("status") != "ok" for c in components.values())
+        return {
+            "status": "degraded" if degraded else "ok",
+            "version": __version__,
+            "active_calls": len(self._calls),
+            "calls_total": self.calls_total,
+            "recognizer": self._recognizer_label,
+            "draining": self._draining,
+            "components": components,
+        }
+
+    def _metrics_text(self) -> str:
+        return self.metrics.render(
+            {
+                "active_calls": len(self._calls),
+                "calls_rejected": self.calls_rejected,
+                "draining": float(self._draining),
+                "events_published": self._bus.published,
+                "event_loop_lag_ms": self.admission.loop_lag_ms,
+                "process_cpu": self.admission.cpu,
+                **{k: v for source in self._metrics_sources for k, v in source().items()},
+            },
+            {name: asdict(st) for name, st in self._bus.stats().items()},
+            factories=self._factory_counters(),
+        )
+
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
@@ -258,36 +308,22 @@ class BridgeServer:
     def _route_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in ("/healthz", "/livez"):
-            components, _ = self._health_probe() if self._health_probe else ({}, True)
-            degraded = any(c.get("status") != "ok" for c in components.values())
-            return self._json(
-                HTTPStatus.OK,  # liveness: a restart cures neither an outage nor a full disk
-                {
-                    "status": "degraded" if degraded else "ok",
-                    "version": __version__,
-                    "active_calls": len(self._calls),
-                    "calls_total": self.calls_total,
-                    "recognizer": self._recognizer_label,
-                    "draining": self._draining,
-                    "components": components,
-                },
-            )
+            body = self._health()
+            if self._peers is not None:
+                body = self._peers.health(body)
+            # Liveness stays 200: a restart cures neither an outage nor a full disk.
+            return self._json(HTTPStatus.OK, body)
         if path == "/metrics":
-            body = self.metrics.render(
-                {
-                    "active_calls": len(self._calls),
-                    "calls_rejected": self.calls_rejected,
-                    "draining": float(self._draining),
-                    "events_published": self._bus.published,
-                    **{k: v for source in self._metrics_sources for k, v in source().items()},
-                },
-                {name: asdict(st) for name, st in self._bus.stats().items()},
-                factories=self._factory_counters(),
-            ).encode()
+            text = self._metrics_text()
+            if self._peers is not None:
+                text = self._peers.metrics(text)
+            data = text.encode()
             headers = Headers(
-                [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]
+                [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(data)))]
             )
-            return Response(200, "OK", headers, body)
+            return Response(200, "OK", headers, data)
+        if path == EVENTS_PATH and self._events_api is not None:
+            return self._events_api.accept(connection, request)
         if path == "/readyz":
             _, recognizer_ok = self._health_probe() if self._health_probe else ({}, True)
             ready = recognizer_ok and not self._draining
@@ -297,9 +333,20 @@ class BridgeServer:
         route = self._routes.get(path.rstrip("/"))
         if route is None:
             return self._json(HTTPStatus.NOT_FOUND, {"error": "unknown path"})
-        if self._draining or len(self._calls) >= self._max_calls:
+        if self._draining:
             self.calls_rejected += 1
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not accepting calls"})
+        refusal = self.admission.check(len(self._calls))
+        if refusal is not None:
+            # Overloaded: refuse this call so the ones in progress stay real time.
+            self.calls_rejected += 1
+            log.warning("call_refused", reason=refusal.reason, detail=refusal.detail)
+            busy = self._json(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"error": "overloaded", "reason": refusal.reason, "detail": refusal.detail},
+            )
+            busy.headers["Retry-After"] = "1"
+            return busy
         address = str(connection.remote_address[0]) if connection.remote_address else ""
         if not self._addresses.acquire(address):
             self.metrics.connection_refused("per_address_cap")
@@ -364,7 +411,14 @@ class BridgeServer:
 
     # ---- one websocket = one call -------------------------------------------------------
 
+    def find_call(self, call_id: str) -> Call | None:
+        """The live call with this id, if this bridge owns it (commands are routed here)."""
+        return next((call for call in self._calls if call.call_id == call_id), None)
+
     async def _handle(self, ws: ServerConnection) -> None:
+        if self._events_api is not None and self._events_api.owns(ws):
+            await self._events_api.serve(ws)
+            return
         accepted = self._accepted.pop(ws, None)
         if accepted is None:  # process_request refused or never ran: nothing to serve
             await ws.close(1008, "unknown path")
@@ -406,6 +460,9 @@ class BridgeServer:
         await self.stop()
 
     async def stop(self) -> None:
+        await self._monitor.stop()
+        if self._peers is not None:
+            await self._peers.stop()
         if self._server is not None:
             self._server.close(close_connections=True, code=1001, reason="bridge shutting down")
             await self._server.wait_closed()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from ivr_bridge.clock import Clock
 from ivr_bridge.dialects.base import ClearAudio, Disconnect, OutboundRequest, PlayAudio, SendMark
-from ivr_bridge.handle import CallHandle
-from ivr_bridge.model import CallStarted, ChannelInfo, MediaFormat, UtteranceEvent
+from ivr_bridge.handle import CallGone, CallHandle
+from ivr_bridge.model import CallStarted, ChannelInfo, EventPayload, MediaFormat, UtteranceEvent
 
 
 class ManualClock:
@@ -25,7 +27,17 @@ class ManualClock:
         self.t += seconds
 
     async def wait_for(self, awaitable: Any, timeout: float | None) -> Any:
-        return await awaitable
+        """Whatever is not ready after a few loop turns times out, advancing the clock."""
+        task = asyncio.ensure_future(awaitable)
+        for _ in range(3):
+            if task.done():
+                return task.result()
+            await asyncio.sleep(0)
+        if timeout is None:
+            return await task
+        task.cancel()
+        self.t += timeout
+        raise TimeoutError
 
 
 class Control:
@@ -34,6 +46,7 @@ class Control:
     def __init__(self) -> None:
         self.sent: list[OutboundRequest] = []
         self.emitted: list[tuple[str, dict[str, Any]]] = []
+        self.payloads: list[EventPayload] = []
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -42,8 +55,9 @@ class Control:
     async def send(self, request: OutboundRequest) -> None:
         self.sent.append(request)
 
-    def emit(self, kind: str, data: dict[str, Any]) -> None:
-        self.emitted.append((kind, data))
+    def emit(self, payload: EventPayload) -> None:
+        self.payloads.append(payload)
+        self.emitted.append((payload.TYPE, dict(payload)))
 
 
 STARTED = CallStarted(
@@ -130,3 +144,39 @@ async def test_no_barge_in_when_off_or_nothing_plays() -> None:
     await asyncio.sleep(0)
     assert control.emitted == [] and control2.emitted == []
     assert ClearAudio() not in control.sent + control2.sent
+
+
+async def test_next_event_times_out_on_silence_then_reports_the_end() -> None:
+    handle, _, _ = make()
+    assert await handle.next_event(timeout=5.0) is None  # ManualClock: no event within 5 s
+    handle.deliver(event("dtmf", 1, digit="1", duration_ms=None))
+    got = await handle.next_event(timeout=5.0)
+    assert got is not None and got.data["digit"] == "1"
+    handle.close()
+    with pytest.raises(CallGone):
+        await handle.next_event(timeout=5.0)
+
+
+async def test_commands_after_the_call_ended_raise_call_gone() -> None:
+    handle, control, _ = make()
+    handle.close()
+    assert handle.closed
+    with pytest.raises(CallGone, match="has ended"):
+        await handle.play(bytes(160))
+    with pytest.raises(CallGone):
+        await handle.send_event({"x": 1})
+    assert control.sent == []
+
+
+async def test_barge_in_event_follows_the_speech_that_caused_it() -> None:
+    handle, control, clock = make(barge_in=True)
+    await handle.play(bytes(16000), name="menu")
+    handle.deliver(event("speech_started", 1))
+    # what Call.emit does with the payload: back through deliver, after speech_started
+    handle.deliver(
+        UtteranceEvent.of(
+            control.payloads[0], call_id="call_1", channel=None, seq=2, call_ms=0, wall_time=0.0
+        )
+    )
+    handle.close()
+    assert [e.type async for e in handle.events()] == ["speech_started", "barge_in"]

@@ -18,8 +18,11 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Final
+
+import orjson
 
 from ivr_bridge.errors import DialectError
 
@@ -66,6 +69,58 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_SLOW: Final = object()
+_INT_MAX: Final = 10 ** (MAX_DIGITS + 1)  # _parse_int's limit: at most 19 characters
+_INT_MIN: Final = -(10**MAX_DIGITS)
+_KEY_SPACE: Final = re.compile(r'"\s+:')
+
+
+def _fast_loads(text: str) -> Any:
+    """The per-frame fast path (media messages arrive 50 times a second per call): orjson,
+    then proof that the strict parser would return the same; ``_SLOW`` when not proven.
+
+    orjson already refuses NaN/Infinity, out-of-range doubles and lone surrogates. What it
+    lets through is checked here: a float anywhere (orjson turns over-long integers into
+    floats) or an integer past ``_parse_int``'s limit falls back. Duplicate keys: with no
+    space before a colon each key in the text ends in exactly one ``":``, and a string
+    value can only add more (its quotes are escaped), so as many ``":`` as parsed keys
+    proves no key was repeated. Any doubt, and any error, goes to the strict parser.
+    """
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _SLOW
+    keys = _plain_keys(value)
+    if keys < 0 or keys != text.count('":') or _KEY_SPACE.search(text):
+        return _SLOW
+    return value
+
+
+def _plain_keys(value: Any) -> int:
+    """Keys in ``value``, all levels; -1 if it holds a float or an out-of-range integer."""
+    if isinstance(value, dict):
+        total = len(value)
+        for item in value.values():
+            n = _plain_keys(item)
+            if n < 0:
+                return -1
+            total += n
+        return total
+    if isinstance(value, list):
+        total = 0
+        for item in value:
+            n = _plain_keys(item)
+            if n < 0:
+                return -1
+            total += n
+        return total
+    if isinstance(value, float):
+        return -1
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 0 if _INT_MIN < value < _INT_MAX else -1
+    return 0
+
+
 def _depth_ok(text: str, limit: int) -> bool:
     """Bracket depth outside strings, counted before parsing so no deep input reaches json."""
     if text.count("[") + text.count("{") <= limit:
@@ -95,6 +150,9 @@ def loads(text: str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse one JSON message strictly; any problem is a DialectError (1007)."""
     if not _depth_ok(text, max_depth):
         raise invalid("JSON nested too deeply")
+    fast = _fast_loads(text)
+    if fast is not _SLOW:
+        return fast
     try:
         return json.loads(
             text,

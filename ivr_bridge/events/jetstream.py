@@ -37,7 +37,7 @@ from nats.js.api import RetentionPolicy, StreamConfig
 
 from ivr_bridge.backoff import backoff_delay
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
-from ivr_bridge.errors import ConfigError, SinkError
+from ivr_bridge.errors import BridgeError, ConfigError, SinkError
 from ivr_bridge.events.types import EVENT_TYPES
 from ivr_bridge.model import UtteranceEvent
 
@@ -253,6 +253,8 @@ class NatsSink:
                 result = self._on_command(call_id, command)
                 if inspect.isawaitable(result):
                     await result
+            except BridgeError as exc:  # malformed, unknown call, platform cannot: say why
+                error = str(exc)
             except Exception as exc:
                 log.exception("nats_command_failed", call_id=call_id)
                 error = f"command failed: {type(exc).__name__}"

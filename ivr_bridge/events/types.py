@@ -132,8 +132,21 @@ class MarkPlayed(EventPayload):
 
 
 @dataclass(frozen=True, slots=True)
+class BargeIn(EventPayload):
+    """The ``barge_in`` event: the caller spoke over a prompt and the bridge cleared playback
+    (``dialog.barge_in``); ``prompt`` was cut after ``played_ms`` of ``duration_ms``."""
+
+    TYPE: ClassVar[str] = "barge_in"
+    prompt: str
+    played_ms: int
+    duration_ms: int
+    dropped_prompts: tuple[str, ...]  # queued behind the cut prompt, dropped with it
+
+
+@dataclass(frozen=True, slots=True)
 class MediaPaused(EventPayload):
-    """The ``paused`` event: the platform paused the media (hold, AudioHook pause)."""
+    """The ``paused`` event: the platform paused the media (hold). Only Genesys AudioHook
+    sends it today; no audio arrives until ``resumed``."""
 
     TYPE: ClassVar[str] = "paused"
 
@@ -173,10 +186,11 @@ class CallEndedSummary(EventPayload):
     audio_ms_sent: int
     audio_ms_replayed: int
     audio_ms_dropped: int
-    sessions_opened: int
     keepalive_ms: int
+    sessions_opened: int
     errors: int
     channels: Mapping[str, Mapping[str, Any]]  # per channel: RecognitionChannel.accounting()
+    dialog_events_dropped: int = 0  # by the dialog handler's bounded queue (a slow handler)
 
 
 # ---- after the call (recording.py) -----------------------------------------------------
@@ -221,6 +235,7 @@ PAYLOADS: Final[tuple[type[EventPayload], ...]] = (
     RecognitionFailed,
     DtmfDigit,
     MarkPlayed,
+    BargeIn,
     MediaPaused,
     MediaResumed,
     CallStartedInfo,

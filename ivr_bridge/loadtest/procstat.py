@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,3 +27,23 @@ def sample(pid: int) -> ProcSample:
             rss = int(line.split()[1]) * 1024
             break
     return ProcSample(cpu, rss)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (every thread's list), from /proc; empty if unknown."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def sample_tree(pid: int) -> ProcSample:
+    """``sample`` summed over ``pid`` and its children (a multi-worker server's processes)."""
+    total = sample(pid)
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            part = sample(child)
+            total = ProcSample(total.cpu_s + part.cpu_s, total.rss_bytes + part.rss_bytes)
+    return total

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr_bridge.loadtest import procstat
-from ivr_bridge.loadtest.generator import FRAME_S, run_calls
+from ivr_bridge.loadtest.generator import FRAME_S, CallRecord, run_calls
 from ivr_bridge.loadtest.report import (
     LoadReport,
     event_latencies,
@@ -43,6 +44,10 @@ class LoadTestOptions:
     server_cmd: Sequence[str] = ()
     server_env: dict[str, str] = field(default_factory=dict)
     label: str = "ivr-bridge"
+    # A bridge already running (``ws://host:port``): no probe or server is started, so the
+    # upstream and event figures are n/a; CPU and RSS come from ``bridge_pid`` when given.
+    url: str = ""
+    bridge_pid: int = 0
 
 
 def free_port() -> int:
@@ -80,6 +85,20 @@ async def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: flo
     raise RuntimeError("server did not start listening in time")
 
 
+async def _settle(pid: int, timeout: float = 15.0) -> None:
+    """Wait until the server's memory stops growing (workers still starting up would
+    otherwise count their start-up as per-call memory)."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            rss = procstat.sample_tree(pid).rss_bytes
+            if abs(rss - last) < 256 * 1024:
+                return
+            last = rss
+        await asyncio.sleep(0.5)
+
+
 def _start_probe(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     out = workdir / "receipts.txt"
     proc = subprocess.Popen(
@@ -108,10 +127,69 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
             proc.wait()
 
 
+class _Usage:
+    """CPU and peak RSS of the server process (and its worker children) over the run."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = procstat.sample_tree(pid) if pid else None
+        self.peak_rss = self.before.rss_bytes if self.before else 0
+        self.after = self.before
+        self._task = asyncio.create_task(self._watch()) if pid else None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            with contextlib.suppress(OSError):
+                self.peak_rss = max(self.peak_rss, procstat.sample_tree(self.pid).rss_bytes)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(OSError):
+                self.after = procstat.sample_tree(self.pid)
+
+    def cpu_ms_per_call_second(self, call_seconds: float) -> float:
+        if self.before is None or self.after is None:
+            return math.nan
+        return (self.after.cpu_s - self.before.cpu_s) * 1000 / max(call_seconds, 1e-9)
+
+    def rss_kb_per_call(self, calls: int) -> float:
+        if self.before is None:
+            return math.nan
+        return (self.peak_rss - self.before.rss_bytes) / 1024 / max(1, calls)
+
+
+async def _play(
+    url: str, options: LoadTestOptions, progress: Callable[[str], None] | None
+) -> list[CallRecord]:
+    def tick(ticks: int, live: int, failed: int) -> None:
+        if progress is not None:
+            progress(f"t={ticks * FRAME_S:6.1f}s live={live:4d} failed={failed}")
+
+    return await run_calls(
+        url,
+        dialect=options.dialect,
+        calls=options.calls,
+        duration_s=options.duration_s,
+        ramp_s=options.ramp_s,
+        progress=tick,
+        auth=options.auth,
+    )
+
+
 async def run_loadtest(
     options: LoadTestOptions, progress: Callable[[str], None] | None = None
 ) -> LoadReport:
-    """One load test: probe + server in their own processes, calls from this one."""
+    """One load test: probe + server in their own processes, calls from this one.
+
+    With ``options.url`` the calls go to a bridge already running instead.
+    """
+    if options.url:
+        usage = _Usage(options.bridge_pid)
+        records = await _play(options.url.rstrip("/"), options, progress)
+        usage.stop()
+        return _report(options, records, usage, [], [])
     with tempfile.TemporaryDirectory(prefix="ivr-loadtest-") as tmp:
         workdir = Path(tmp)
         events = workdir / "events.jsonl"
@@ -124,38 +202,26 @@ async def run_loadtest(
         server = _spawn(cmd, env)
         try:
             await _wait_listening(port, server, 30.0)
-            before = procstat.sample(server.pid)
-            peak_rss = [before.rss_bytes]
-
-            async def watch_rss() -> None:
-                while True:
-                    await asyncio.sleep(0.5)
-                    with contextlib.suppress(OSError):
-                        peak_rss[0] = max(peak_rss[0], procstat.sample(server.pid).rss_bytes)
-
-            watcher = asyncio.create_task(watch_rss())
-
-            def tick(ticks: int, live: int, failed: int) -> None:
-                if progress is not None:
-                    progress(f"t={ticks * FRAME_S:6.1f}s live={live:4d} failed={failed}")
-
-            records = await run_calls(
-                f"ws://127.0.0.1:{port}",
-                dialect=options.dialect,
-                calls=options.calls,
-                duration_s=options.duration_s,
-                ramp_s=options.ramp_s,
-                progress=tick,
-                auth=options.auth,
-            )
-            after = procstat.sample(server.pid)
-            watcher.cancel()
+            await _settle(server.pid)
+            usage = _Usage(server.pid)
+            records = await _play(f"ws://127.0.0.1:{port}", options, progress)
+            usage.stop()
             await asyncio.sleep(1.5)  # let the last finals and call_ended reach the sinks
         finally:
             _stop(server)
             _stop(probe)
         receipts = parse_receipts(receipts_path.read_text()) if receipts_path.exists() else []
         lines = events.read_text().splitlines() if events.exists() else []
+    return _report(options, records, usage, receipts, lines)
+
+
+def _report(
+    options: LoadTestOptions,
+    records: list[CallRecord],
+    usage: _Usage,
+    receipts: list[tuple[int, int, float]],
+    lines: list[str],
+) -> LoadReport:
     sends = {r.call_no: r.send_times for r in records}
     delays = upstream_delays(sends, receipts, {r.call_no: r.frame_samples for r in records})
     lateness = [x for r in records for x in r.lateness_ms]
@@ -179,7 +245,7 @@ async def run_loadtest(
         event_latency_p50_ms=percentile(latencies, 50),
         event_latency_p99_ms=percentile(latencies, 99),
         finals=len(latencies),
-        cpu_ms_per_call_second=(after.cpu_s - before.cpu_s) * 1000 / max(call_seconds, 1e-9),
-        rss_kb_per_call=(peak_rss[0] - before.rss_bytes) / 1024 / max(1, options.calls),
+        cpu_ms_per_call_second=usage.cpu_ms_per_call_second(call_seconds),
+        rss_kb_per_call=usage.rss_kb_per_call(options.calls),
         dropped_samples=dropped,
     )

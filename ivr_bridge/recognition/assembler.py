@@ -23,8 +23,9 @@ events into emitted events. Every method returns the events to emit now, in orde
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from ivr_bridge.events import types
 from ivr_bridge.model import (
     Cursors,
     EndOfUtterance,
@@ -37,6 +38,8 @@ from ivr_bridge.model import (
 )
 
 # ---- what the assembler produces ---------------------------------------------------------
+# Each carries its call time (``call_ms``) and builds its typed payload (events/types.py), the
+# one class per event type that UtteranceEvent serializes.
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +51,8 @@ class SpeechStarted:
     def call_ms(self) -> int:
         return self.start_ms
 
-    def data(self) -> dict[str, Any]:
-        return {"start_ms": self.start_ms}
+    def payload(self) -> types.SpeechStarted:
+        return types.SpeechStarted(self.start_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,8 @@ class Partial:
     def call_ms(self) -> int:
         return self.end_ms
 
-    def data(self) -> dict[str, Any]:
-        return {"text": self.text, "start_ms": self.start_ms, "end_ms": self.end_ms}
+    def payload(self) -> types.Partial:
+        return types.Partial(self.text, self.start_ms, self.end_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +86,11 @@ class Final:
     def call_ms(self) -> int:
         return self.end_ms
 
-    def data(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "start_ms": self.start_ms,
-            "end_ms": self.end_ms,
-            "words": [
-                {"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in self.words
-            ],
-            "final_index": self.final_index,
-            "session": self.session,
-        }
+    def payload(self) -> types.FinalText:
+        words = tuple(types.TimedWord(w.text, w.start_ms, w.end_ms) for w in self.words)
+        return types.FinalText(
+            self.text, self.start_ms, self.end_ms, words, self.final_index, self.session
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +102,8 @@ class UtteranceEnded:
     def call_ms(self) -> int:
         return self.end_ms
 
-    def data(self) -> dict[str, Any]:
-        return {"end_ms": self.end_ms}
+    def payload(self) -> types.EndOfUtterance:
+        return types.EndOfUtterance(self.end_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +117,8 @@ class FinalRefined:
     def call_ms(self) -> int:
         return self.at_ms
 
-    def data(self) -> dict[str, Any]:
-        return {"final_index": self.final_index, "text": self.text}
+    def payload(self) -> types.FinalRefinement:
+        return types.FinalRefinement(self.final_index, self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +131,10 @@ class AudioGap:
     def call_ms(self) -> int:
         return self.from_ms
 
-    def data(self) -> dict[str, Any]:
-        return {
-            "from_ms": self.from_ms,
-            "to_ms": self.to_ms,
-            "duration_ms": self.to_ms - self.from_ms,
-            "reason": "buffer_overflow",
-        }
+    def payload(self) -> types.AudioGap:
+        return types.AudioGap(
+            self.from_ms, self.to_ms, self.to_ms - self.from_ms, reason="buffer_overflow"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +147,8 @@ class RecognitionDegraded:
     def call_ms(self) -> int:
         return self.from_ms
 
-    def data(self) -> dict[str, Any]:
-        return {"status": self.status, "from_ms": self.from_ms}
+    def payload(self) -> types.RecognitionDegraded:
+        return types.RecognitionDegraded(self.status, self.from_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +162,8 @@ class RecognitionRestored:
     def call_ms(self) -> int:
         return self.resume_ms
 
-    def data(self) -> dict[str, Any]:
-        return {"from_ms": self.from_ms, "resume_ms": self.resume_ms, "session": self.session}
+    def payload(self) -> types.RecognitionRestored:
+        return types.RecognitionRestored(self.from_ms, self.resume_ms, self.session)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +177,8 @@ class RecognitionFailed:
     def call_ms(self) -> int:
         return self.at_ms
 
-    def data(self) -> dict[str, Any]:
-        return {"status": self.status, "message": self.message}
+    def payload(self) -> types.RecognitionFailed:
+        return types.RecognitionFailed(self.status, self.message)
 
 
 TranscriptEvent = (

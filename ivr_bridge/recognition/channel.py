@@ -21,7 +21,7 @@ import structlog
 
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.errors import RecognitionError, RecognitionUnavailable
-from ivr_bridge.model import StatusReport
+from ivr_bridge.model import EventPayload, StatusReport
 from ivr_bridge.recognition.accounting import ChannelAccounting
 from ivr_bridge.recognition.assembler import AudioGap, TranscriptAssembler, TranscriptEvent
 from ivr_bridge.recognition.base import RecognitionStream, Recognizer, SessionConfig
@@ -37,8 +37,8 @@ from ivr_bridge.recognition.policy import (
     stalled,
 )
 
-EmitFn = Callable[[str, int, dict[str, Any]], None]
-"""emit(event_type, call_ms, data): hands an event to the call for sequencing and sinks."""
+EmitFn = Callable[[EventPayload, int], None]
+"""emit(payload, call_ms): hands a typed event to the call for sequencing and sinks."""
 
 _MAX_SILENCE_MESSAGE_MS = 1000
 _POLL_S = 0.25  # clock seconds: the sender re-checks stalls and rotation at least this often
@@ -296,7 +296,7 @@ class RecognitionChannel:
         for event in events:
             if isinstance(event, AudioGap):
                 self._log.warning("audio_gap", from_ms=event.from_ms, to_ms=event.to_ms)
-            self._emit(event.kind, event.call_ms, event.data())
+            self._emit(event.payload(), event.call_ms)
 
     async def _after_failure(self, err: RecognitionError) -> bool:
         """Record a failure and wait out the backoff; False when recognition gives up."""
@@ -403,6 +403,8 @@ class RecognitionChannel:
             return False
         self.ledger.note_sent(piece)
         self.ledger.hold(piece.end)
+        # Final audio is never replayed: keep a second before it for a quiet seam search.
+        self.ledger.release(self._transcript.final_offset - self.sample_rate)
         self._cursor = piece.end
         session.sent_until = piece.end
         self._transcript.audio_sent(session.index, piece.end)

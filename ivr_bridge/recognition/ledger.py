@@ -8,6 +8,12 @@ the server's clock exactly as they advance the timeline.
 
 Only the newest ``capacity`` samples are kept. Anything older that was never sent is dropped
 and counted; every sample is accounted for: received = sent_first + dropped + pending.
+
+Memory follows what may still be replayed, not the capacity: the channel releases audio that
+is sent and final (:meth:`release`), so in steady state the ledger holds only the un-finalized
+tail (and, during an outage, what piles up, up to ``capacity``). Audio is kept compactly: a frame
+that G.711 mu-law represents exactly (every frame that arrived as mu-law, the usual telephony
+case) is stored as one byte per sample and decoded on read, bit-exact; other frames stay PCM16.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ivr_bridge.audio.codecs import rms
+from ivr_bridge.audio.codecs import pcm16_to_ulaw, rms, ulaw_to_pcm16
 
 BYTES_PER_SAMPLE = 2
 _MAX_BLOCK_SAMPLES = 8000  # merge 20 ms frames into blocks of up to this many samples
@@ -26,6 +32,17 @@ class _Block:
     start: int
     length: int
     pcm: bytearray | None  # None: inserted silence
+    ulaw: bool = False  # ``pcm`` holds mu-law bytes (one per sample), exact for this audio
+
+    @property
+    def width(self) -> int:
+        return 1 if self.ulaw else BYTES_PER_SAMPLE
+
+    def pcm16(self, lo: int, hi: int) -> bytes:
+        """Samples [lo, hi) of this block (block-relative) as PCM16."""
+        assert self.pcm is not None
+        raw = bytes(self.pcm[lo * self.width : hi * self.width])
+        return ulaw_to_pcm16(raw) if self.ulaw else raw
 
     @property
     def end(self) -> int:
@@ -81,6 +98,7 @@ class AudioLedger:
         # samples, so a replay that starts at the oldest sample is not cut from under it.
         self._hold: int | None = None
         self.overshoot = sample_rate * 5
+        self._release = 0  # everything before this offset is sent, final and never re-read
         self.received = 0
         self.sent_first = 0
         self.replayed = 0
@@ -112,17 +130,35 @@ class AudioLedger:
         """Keep samples from ``offset`` on while a session still has to send them."""
         self._hold = offset
 
+    def release(self, offset: int) -> None:
+        """Nothing before ``offset`` will be read again (it is final): free it once sent."""
+        self._release = max(self._release, offset)
+        self._trim()
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of audio currently kept (the ledger's memory, roughly)."""
+        return sum(len(b.pcm) for b in self._blocks if b.pcm is not None)
+
     def append_audio(self, pcm: bytes) -> None:
         n = len(pcm) // BYTES_PER_SAMPLE
         if n == 0:
             return
         data = pcm[: n * BYTES_PER_SAMPLE]
+        compact = pcm16_to_ulaw(data)
+        ulaw = ulaw_to_pcm16(compact) == data  # mu-law holds these samples exactly
+        stored = compact if ulaw else data
         last = self._blocks[-1] if self._blocks else None
-        if last is not None and last.pcm is not None and last.length < _MAX_BLOCK_SAMPLES:
-            last.pcm.extend(data)
+        if (
+            last is not None
+            and last.pcm is not None
+            and last.ulaw == ulaw
+            and last.length < _MAX_BLOCK_SAMPLES
+        ):
+            last.pcm.extend(stored)
             last.length += n
         else:
-            self._blocks.append(_Block(self._end, n, bytearray(data)))
+            self._blocks.append(_Block(self._end, n, bytearray(stored), ulaw))
         self._end += n
         self.received += n
         self._trim()
@@ -160,8 +196,8 @@ class AudioLedger:
             if block.pcm is None:
                 break
             take = min(block.end - pos, max_audio_samples - (pos - start))
-            lo = (pos - block.start) * BYTES_PER_SAMPLE
-            out += block.pcm[lo : lo + take * BYTES_PER_SAMPLE]
+            lo = pos - block.start
+            out += block.pcm16(lo, lo + take)
             pos += take
             idx += 1
         return Piece(start, pos - start, bytes(out))
@@ -252,6 +288,11 @@ class AudioLedger:
         target = self._end - self.capacity
         if self._hold is not None:
             target = max(min(target, self._hold), self._end - self.capacity - self.overshoot)
+        # Released audio goes early, but never what is unsent or what a live session still reads.
+        released = min(self._release, self._sent_hw, self._end)
+        if self._hold is not None:
+            released = min(released, self._hold)
+        target = max(target, released)
         if target <= self._base:
             return
         while self._blocks and self._blocks[0].start < target:
@@ -265,7 +306,7 @@ class AudioLedger:
             else:
                 cut = target - block.start
                 if block.pcm is not None:
-                    del block.pcm[: cut * BYTES_PER_SAMPLE]
+                    del block.pcm[: cut * block.width]
                 block.start = target
                 block.length -= cut
         self._base = target

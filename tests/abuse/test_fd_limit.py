@@ -33,6 +33,8 @@ def test_fd_exhaustion_is_one_quiet_line_and_service_recovers(tmp_path: Path) ->
         "IVR_BRIDGE_EMBEDDED_ENGINE": "tones",
         "IVR_BRIDGE_EMBEDDED_WORKERS": "0",
         "IVR_BRIDGE_SERVER_OPEN_TIMEOUT_S": "2",
+        # One bridge process: the rate limit of the log line is per process.
+        "IVR_BRIDGE_SERVER_WORKERS": "1",
     }
     serve = [*CLI, "serve", "--port", "0", "--events-jsonl", str(tmp_path / "e.jsonl")]
     proc = subprocess.Popen(

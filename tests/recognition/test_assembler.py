@@ -362,7 +362,7 @@ def test_results_become_call_time_events() -> None:
     assert refined == [FinalRefined(1, "A B", 1500)]
     assert asm.result(1, FinalRefinement(8, Hypothesis("x", 0, 1), cursors)) == []
     assert asm.result(1, StatusReport("WORKING", "", cursors)) == []
-    assert out[0].data() == {
+    assert dict(out[0].payload()) == {
         "text": "a b",
         "start_ms": 1100,
         "end_ms": 1500,
@@ -420,7 +420,7 @@ def test_outage_is_reported_once_with_one_coalesced_gap() -> None:
     assert asm.audio_lost(800 * S, 2000 * S) == []  # overlaps: one span
     first = asm.audio_lost(3000 * S, 4000 * S)
     assert first == [AudioGap(0, 2000)]
-    assert first[0].data()["duration_ms"] == 2000
+    assert first[0].payload()["duration_ms"] == 2000
     assert asm.final_offset == 4000 * S
     asm.session_opened(2, 4000 * S)
     answered = asm.session_answered(2)
@@ -429,7 +429,7 @@ def test_outage_is_reported_once_with_one_coalesced_gap() -> None:
     assert asm.flush_gap() == []
     failed = asm.recognition_failed("PERMISSION_DENIED", "denied")
     assert failed == [RecognitionFailed("PERMISSION_DENIED", "denied", 4000)]
-    assert failed[0].data() == {"status": "PERMISSION_DENIED", "message": "denied"}
+    assert dict(failed[0].payload()) == {"status": "PERMISSION_DENIED", "message": "denied"}
 
 
 def test_two_draining_sessions_release_their_successors_in_session_order() -> None:

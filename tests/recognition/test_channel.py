@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from ivr_bridge.recognition.policy import PolicyConfig
 from tests.fakes import FakeRecognizer, Fault, silence_pcm, word_pcm
 
 RATE = 8000
-Event = tuple[str, int, dict[str, Any]]
+Event = tuple[str, int, Mapping[str, Any]]
 
 
 def make_channel(
@@ -28,7 +29,7 @@ def make_channel(
         recognizer=rec,
         session_config=SessionConfig(sample_rate=RATE),
         policy=policy or PolicyConfig(),
-        emit=lambda kind, ms, data: events.append((kind, ms, data)),
+        emit=lambda payload, ms: events.append((payload.TYPE, ms, payload)),
         **({"clock": clock} if clock else {}),
         **kw,
     )

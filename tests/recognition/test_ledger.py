@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ivr_bridge.audio.codecs import ulaw_to_pcm16
 from ivr_bridge.recognition.ledger import AudioLedger
 
 
@@ -151,3 +152,37 @@ def test_loudest_sees_speech_but_not_inserted_silence() -> None:
     led.append_audio(pcm(40, 0) + pcm(40, 5000))
     assert led.loudest(0, led.end, 20) == 5000
     assert led.loudest(0, 340, 20) == 0
+
+
+def test_mulaw_exact_audio_is_kept_in_one_byte_per_sample_and_read_back_exactly() -> None:
+    telephony = ulaw_to_pcm16(bytes(range(256)) * 5)  # every mu-law code, as a PBX sends it
+    other = pcm(640, 5)  # 5 has no exact mu-law code: stays PCM16
+    led = AudioLedger(8000, 60)
+    led.append_audio(telephony)
+    led.append_audio(other)
+    assert led.held_bytes == 1280 + 1280
+    piece = led.read(0, 1920, 8000)
+    assert piece is not None and piece.pcm == telephony + other
+
+
+def test_released_audio_is_freed_once_sent_but_never_before() -> None:
+    led = AudioLedger(8000, 60)
+    for _ in range(50):  # one second in 20 ms frames
+        led.append_audio(pcm(160, 8))
+    led.release(4000)
+    assert led.base == 0  # nothing sent yet: nothing may go
+    piece = led.read(0, 6000, 8000)
+    assert piece is not None
+    led.note_sent(piece)
+    led.hold(piece.end)
+    led.release(4000)
+    assert led.base == 4000 and led.held_bytes == 4000  # mu-law: one byte per sample
+    led.hold(3000)  # a session about to replay from (before) the base holds it there
+    led.release(8000)
+    assert led.base == 4000  # the hold at 3000 bounds it
+    led.hold(None)
+    led.release(8000)
+    assert led.base == 6000  # never past what was sent
+    st = led.stats()
+    assert st.dropped_samples == 0 and st.pending_samples == 2000
+    assert st.received_samples == st.sent_first_samples + st.dropped_samples + st.pending_samples

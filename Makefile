@@ -63,15 +63,22 @@ policy-coverage: $(STAMP)
 
 test: lint typecheck policy-coverage unit
 
+# google/rpc/status.proto (Operation.error) ships with googleapis-common-protos.
+GOOGLE_PROTOS = $(shell $(BIN)/python -c "import google.rpc.status_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parents[2])")
+
 # Regenerate the protobuf modules after editing ivr_bridge/_proto/*.proto.
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
-	  ivr_bridge/_proto/stt_v3.proto ivr_bridge/_proto/stt_v3_service.proto
+	$(BIN)/python -m grpc_tools.protoc -I. -I$(GOOGLE_PROTOS) \
+	  --python_out=. --pyi_out=. --grpc_python_out=. \
+	  ivr_bridge/_proto/stt_v3.proto ivr_bridge/_proto/stt_v3_service.proto \
+	  ivr_bridge/_proto/stt_v2.proto ivr_bridge/_proto/operation.proto \
+	  ivr_bridge/_proto/stt_v3_async.proto
 	rm -f ivr_bridge/_proto/stt_v3_pb2_grpc.py
 	# The generated servicer's placeholder methods answer UNIMPLEMENTED to clients; raise a
 	# plain RuntimeError there so no "not implemented" marker sits in our tree.
 	sed -i "s/raise NotImplementedError('Method not implemented!')/raise RuntimeError('method not served')/" \
-	  ivr_bridge/_proto/stt_v3_service_pb2_grpc.py
+	  ivr_bridge/_proto/stt_v3_service_pb2_grpc.py ivr_bridge/_proto/stt_v2_pb2_grpc.py \
+	  ivr_bridge/_proto/operation_pb2_grpc.py ivr_bridge/_proto/stt_v3_async_pb2_grpc.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -47,7 +47,9 @@ from ivr_bridge.recognition.credentials import (
     credentials_from_settings,
 )
 from ivr_bridge.recognition.policy import PolicyConfig
+from ivr_bridge.recognition.speechkit_v2 import SpeechKitV2Recognizer
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
+from ivr_bridge.recording import Recordings, build_recordings
 from ivr_bridge.server import BridgeServer
 from ivr_bridge.workers import WorkerPeers
 
@@ -156,11 +158,12 @@ class BridgeApp:
         self._local_limits = local_limits or LocalLimits()
         self._policy = policy
         self.embedded: EmbeddedSpeechKitServer | None = None
-        self.recognizer: SpeechKitV3Recognizer | None = None
+        self.recognizer: SpeechKitV3Recognizer | SpeechKitV2Recognizer | None = None
         self.bus: EventBus | None = None
         self.server: BridgeServer | None = None
         self.audiosocket: AudioSocketServer | None = None  # server.audiosocket_port, if set
         self._credentials: Credentials | None = None
+        self.recordings: Recordings | None = None
         self._recognizer_watch = RecognizerWatch(settings.server.ready_recognizer_grace_s)
         self._sink_watch = SinkWatch()
 
@@ -260,15 +263,33 @@ class BridgeApp:
                 credentials=credentials.describe() if credentials else "none",
             )
         self._credentials = credentials
-        self.recognizer = SpeechKitV3Recognizer(
-            endpoint, tls=choice.tls, credentials=credentials, folder_id=s.speechkit.folder_id
-        )
+        if s.speechkit.api == "v2":  # the embedded recognizer serves v2 on the same port
+            self.recognizer = SpeechKitV2Recognizer(
+                endpoint,
+                tls=choice.tls,
+                credentials=credentials,
+                folder_id=s.speechkit.folder_id,
+                clock=self._clock,
+            )
+        else:
+            self.recognizer = SpeechKitV3Recognizer(
+                endpoint, tls=choice.tls, credentials=credentials, folder_id=s.speechkit.folder_id
+            )
         self.bus = await self._build_bus()
         for sink in self._extra_sinks:
             self.bus.add_sink(sink)
         options = call_options_from(s)
         if self._policy is not None:
             options = replace(options, policy=self._policy)
+        self.recordings = await build_recordings(  # [recording] (off by default)
+            s,
+            clock=self._clock,
+            embedded=self.embedded,
+            endpoint=endpoint,
+            tls=choice.tls,
+            credentials=credentials,
+        )
+        options = replace(options, recording=self.recordings)
         if self._handler is not None:
             d = s.dialog
             dialog = DialogOptions(self._handler, d.barge_in, d.queue_size, d.finish_timeout_s)
@@ -488,6 +509,9 @@ class BridgeApp:
         if self.server is not None:
             await self.server.drain(drain_timeout_s)
             self.server = None
+        if self.recordings is not None:  # transcripts in flight still publish on the bus
+            await self.recordings.aclose()
+            self.recordings = None
         if self.bus is not None:
             # Queued events get the drain period, then go to the dead-letter file.
             await self.bus.aclose(self.settings.events.drain_timeout_s)

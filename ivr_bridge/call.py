@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -42,6 +42,9 @@ from ivr_bridge.recognition.accounting import CallAccounting
 from ivr_bridge.recognition.base import Recognizer, SessionConfig
 from ivr_bridge.recognition.channel import EmitFn, RecognitionChannel
 from ivr_bridge.recognition.policy import PolicyConfig
+
+if TYPE_CHECKING:
+    from ivr_bridge.recording import CallRecorder, Recordings
 
 logger = structlog.get_logger(__name__)
 
@@ -74,6 +77,7 @@ class CallOptions:
     # Non-media messages (marks, DTMF, pings, ``connected``...): a steady rate and a burst.
     message_rate_per_s: float = 20.0  # 0: no limit
     message_burst: int = 100
+    recording: Recordings | None = None  # [recording] enabled: a WAV per call (recording.py)
     dialog: DialogOptions | None = None  # an in-process handler gets a CallHandle per call
 
 
@@ -117,6 +121,7 @@ class Call:
         self._stop_requested = False
         self._stop: tuple[str, tuple[int, str]] = ("shutdown", (1001, "bridge shutting down"))
         self._reader: asyncio.Task[Any] | None = None
+        self._recorder: CallRecorder | None = None
         self._send_lock = asyncio.Lock()  # frames leave in the order the dialect queued them
         self._silence_mark: dict[str, int] = {}  # channel -> ledger silence at its last audio
         self.handle: CallHandle | None = None  # the dialog handler's view, from call start
@@ -341,6 +346,8 @@ class Call:
             channel = self._channels.get(event.channel)
             if channel is not None:
                 channel.push_audio(event.pcm)
+                if self._recorder is not None:
+                    self._recorder.on_audio(event.channel, event.pcm, channel.ledger.end)
                 self._silence_mark[event.channel] = channel.ledger.inserted_silence
         elif isinstance(event, MediaGap):
             self._on_gap(event)
@@ -419,6 +426,9 @@ class Call:
             self._tasks.append(
                 asyncio.create_task(self._run_channel(channel), name=f"{self.call_id}-{info.name}")
             )
+        if opts.recording is not None:
+            names = [info.name for info in started.channels]
+            self._recorder = opts.recording.start_call(self.call_id, names, started.sample_rate)
 
     def _start_handler(self, dialog: DialogOptions, started: CallStarted) -> None:
         self.handle = CallHandle(
@@ -518,11 +528,12 @@ class Call:
                 self._metrics.connection_not_started(reason)
             return
         try:
-            self._emit_ended(reason)
+            duration_ms = self._emit_ended(reason)
         finally:
             await self._stop_handler()
+        await self._finish_recording(duration_ms)
 
-    def _emit_ended(self, reason: str) -> None:
+    def _emit_ended(self, reason: str) -> int:
         accounting = CallAccounting({name: ch.counters() for name, ch in self._channels.items()})
         # Fast senders (tests, replays) can outrun the wall clock: the timeline is the longer.
         timelines = [ch.ledger.ms(ch.ledger.end) for ch in self._channels.values()]
@@ -546,6 +557,18 @@ class Call:
             sessions=total.sessions_opened,
             errors=total.errors,
         )
+        return duration_ms
+
+    async def _finish_recording(self, duration_ms: int) -> None:
+        """Close the call's WAV; its transcript event follows later (recording.py)."""
+        if self._recorder is None or self._options.recording is None:
+            return
+        ends = {name: ch.ledger.end for name, ch in self._channels.items()}
+
+        def emit(kind: str, channel: str | None, call_ms: int, data: dict[str, Any]) -> None:
+            self._emit(types.EVENT_TYPES[kind](**data), channel, call_ms)
+
+        await self._options.recording.finish_call(self._recorder, ends, duration_ms, emit)
 
 
 class _StopReading(Exception):

@@ -203,10 +203,11 @@ async def _local_recognizer(args: argparse.Namespace) -> int:
                 api_key=args.api_key or None,
                 engine=args.engine,
                 workers=workers,
-            )
+            ),
+            rest_port=args.rest_port,
         )
     except OSError as exc:
-        raise StartupFailed(f"--host/--port: {_one_line(exc)}") from None
+        raise StartupFailed(f"--host/--port/--rest-port: {_one_line(exc)}") from None
     return 0
 
 
@@ -383,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, help="engine worker processes (default: one per core; 0: none)"
     )
+    p.add_argument(
+        "--rest-port",
+        type=int,
+        help="also serve SpeechKit v2 REST (longRunningRecognize, operations) on this port",
+    )
 
     p = sub.add_parser("loadtest", help="many concurrent simulated calls, measured")
     p.add_argument("--dialect", default="twilio", help="platform to simulate (default twilio)")
@@ -410,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file and print it (secrets hidden)")
     p.add_argument("--config")
+
+    from ivr_bridge.transcribe.cli import add_parser as add_transcribe
+
+    add_transcribe(sub)
     return parser
 
 
@@ -429,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             configure_logging("warning", "console")
             return asyncio.run(_demo(args))
+        if args.command == "transcribe":
+            from ivr_bridge.transcribe.cli import run as run_transcribe
+
+            configure_logging("warning", "console")
+            return run_transcribe(args)
         if args.command == "events":
             return asyncio.run(_events(args))
         configure_logging("info", "console")

@@ -169,6 +169,29 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Object Storage (S3 API) for files that asynchronous recognition reads by URI."""
+
+    endpoint: str = "https://storage.yandexcloud.net"
+    region: str = "ru-central1"
+    bucket: str = ""  # empty: no uploads (v3 sends files inline; v2 cannot run)
+    prefix: str = "ivr-bridge/"
+    access_key_id: str = field(default="", repr=False)
+    secret_access_key: str = field(default="", repr=False)
+    presign_ttl_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    """Per-call WAV recordings and their post-call transcript (off by default)."""
+
+    enabled: bool = False
+    directory: str = "recordings"
+    transcribe: bool = True  # run asynchronous recognition after hang-up
+    api: str = "v3"  # "v3" | "v2" (v2 needs [storage])
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     speechkit: SpeechKitSettings = SpeechKitSettings()
@@ -176,6 +199,8 @@ class Settings:
     session: SessionSettings = SessionSettings()
     events: EventSettings = EventSettings()
     logging: LoggingSettings = LoggingSettings()
+    storage: StorageSettings = StorageSettings()
+    recording: RecordingSettings = RecordingSettings()
     dialects: Mapping[str, DialectSettings] = field(default_factory=dict)
     dialog: DialogSettings = DialogSettings()
 
@@ -257,6 +282,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "session": SessionSettings,
     "events": EventSettings,
     "logging": LoggingSettings,
+    "storage": StorageSettings,
+    "recording": RecordingSettings,
     "dialog": DialogSettings,
 }
 
@@ -385,7 +412,24 @@ def validate(s: Settings) -> None:
         "expected debug, info, warning or error",
     )
     _check(s.logging.format in {"console", "json"}, "logging.format", "expected console or json")
+    _validate_recording(s)
     _check_dialects(s)
+
+
+def _validate_recording(s: Settings) -> None:
+    _check(s.recording.api in {"v2", "v3"}, "recording.api", "supported: v2, v3")
+    _check(
+        not (s.recording.api == "v2" and s.recording.transcribe and not s.storage.bucket),
+        "recording.api",
+        "v2 recognizes files in Object Storage: set storage.bucket",
+    )
+    _check(
+        s.storage.endpoint.startswith(("https://", "http://")),
+        "storage.endpoint",
+        "must be an http(s):// URL",
+    )
+    # SigV4 presigned links live at most 7 days.
+    _positive(s.storage.presign_ttl_s, "storage.presign_ttl_s", 7 * 86400)
 
 
 def _validate_server(srv: ServerSettings) -> None:
@@ -456,7 +500,12 @@ def _validate_audiosocket(srv: ServerSettings) -> None:
 
 
 def _validate_speechkit(sk: SpeechKitSettings) -> None:
-    _check(sk.api in {"v3"}, "speechkit.api", "supported: v3")
+    _check(sk.api in {"v2", "v3"}, "speechkit.api", "supported: v2, v3")
+    _check(
+        sk.api != "v2" or (len(sk.languages) == 1 and sk.languages[0] != "auto"),
+        "speechkit.languages",
+        "API v2 takes exactly one language, not auto",
+    )
     secrets = [k for k in ("api_key", "iam_token", "service_account_key_file") if getattr(sk, k)]
     if len(secrets) > 1:
         raise ConfigError(f"speechkit.{secrets[1]}", f"set only one of {', '.join(secrets)}")

@@ -193,6 +193,36 @@ class CallEndedSummary(EventPayload):
     dialog_events_dropped: int = 0  # by the dialog handler's bounded queue (a slow handler)
 
 
+# ---- after the call (recording.py) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingReady(EventPayload):
+    """The call's WAV is complete (``recording.transcribe`` off)."""
+
+    TYPE: ClassVar[str] = "recording_ready"
+    recording: Mapping[str, Any]  # path, [uri], channels, sample_rate, frames_dropped
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptReady(EventPayload):
+    """The recording's full-call transcript from asynchronous recognition, per channel."""
+
+    TYPE: ClassVar[str] = "transcript_ready"
+    recording: Mapping[str, Any]
+    operation_id: str
+    channels: Mapping[str, Mapping[str, Any]]  # name -> text, phrases (with word times)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptFailed(EventPayload):
+    """Asynchronous recognition of the recording failed; the recording is kept."""
+
+    TYPE: ClassVar[str] = "transcript_failed"
+    recording: Mapping[str, Any]
+    error: str
+
+
 PAYLOADS: Final[tuple[type[EventPayload], ...]] = (
     SpeechStarted,
     Partial,
@@ -210,6 +240,9 @@ PAYLOADS: Final[tuple[type[EventPayload], ...]] = (
     MediaResumed,
     CallStartedInfo,
     CallEndedSummary,
+    RecordingReady,
+    TranscriptReady,
+    TranscriptFailed,
 )
 EVENT_TYPES: Final[Mapping[str, type[EventPayload]]] = MappingProxyType(
     {cls.TYPE: cls for cls in PAYLOADS}

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from ivr_bridge.local.rules import (
     SessionError,
     check_authorization,
 )
+from ivr_bridge.local.services import add_other_services
 from ivr_bridge.local.session import RecognitionSession, RecognizerStats, drain_requests
 from ivr_bridge.local.workers import EnginePool
 
@@ -105,6 +106,9 @@ class EmbeddedSpeechKitServer:
         self._server: Any = None
         self._port = 0
         self._sessions: set[asyncio.Task[Any]] = set()
+        # Run by stop() before the engine pool goes: the other services' background work
+        # (asynchronous recognition jobs) is cancelled, not failed by a vanished engine.
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def port(self) -> int:
@@ -120,8 +124,13 @@ class EmbeddedSpeechKitServer:
         return f"{host}:{self._port}"
 
     async def start(self) -> int:
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            # RecognizeFile carries up to 60 MB of inline audio (base64-free in gRPC).
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 61 << 20)]
+        )
         _add_servicer(_Servicer(self), server)
+        # SpeechKit's other APIs: v2 streaming, asynchronous recognition (services.py).
+        add_other_services(self, server)
         host = self.config.host
         bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         try:
@@ -156,6 +165,8 @@ class EmbeddedSpeechKitServer:
         if self._sessions:
             await asyncio.wait(set(self._sessions), timeout=grace + 5.0)
         if server is not None:
+            for close in self.on_stop:
+                await close()
             await self.pool.stop()
             log.info("local_recognizer_stopped", stats=self.stats.ended)
 
@@ -224,10 +235,20 @@ class EmbeddedSpeechKitServer:
             context.set_details(message)
 
 
-async def serve_forever(config: EmbeddedServerConfig) -> None:
-    """Run until SIGINT/SIGTERM (the CLI's ``ivr-bridge local-recognizer``)."""
+async def serve_forever(config: EmbeddedServerConfig, rest_port: int | None = None) -> None:
+    """Run until SIGINT/SIGTERM (the CLI's ``ivr-bridge local-recognizer``); with
+    ``rest_port`` also the v2 REST front (long-running recognition, operations) on that port."""
+    from ivr_bridge.local.rest import LocalRestServer  # rest.py imports this module
+
     recognizer = EmbeddedSpeechKitServer(config)
     await recognizer.start()
+    rest = None if rest_port is None else LocalRestServer(recognizer, config.host, rest_port)
+    if rest is not None:
+        try:
+            await rest.start()
+        except BaseException:
+            await recognizer.stop()
+            raise
     log.info("local_recognizer_listening", address=recognizer.address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -242,4 +263,6 @@ async def serve_forever(config: EmbeddedServerConfig) -> None:
         for sig in installed:
             loop.remove_signal_handler(sig)
         log.info("local_recognizer_stopping", address=recognizer.address)
+        if rest is not None:
+            await rest.stop()
         await recognizer.stop(grace=2.0)

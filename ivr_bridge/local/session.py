@@ -243,9 +243,14 @@ class RecognitionSession:
         while True:
             self._waiting_since = self._clock.now()
             self._reading = True
-            request = await self._context.read()
-            self._reading = False
-            self._last_read = asyncio.get_running_loop().time()
+            try:
+                request = await self._context.read()
+            except SessionError as exc:  # a translating context (v2) refused the request
+                self._finish(exc.code, exc.message)
+                continue  # keep reading: what the client already sent is drained
+            finally:
+                self._reading = False
+                self._last_read = asyncio.get_running_loop().time()
             if request is grpc.aio.EOF:
                 self._half_closed = True
                 if self._done.done():

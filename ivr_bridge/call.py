@@ -545,9 +545,11 @@ class Call:
             dtmf=self._dtmf,
             **accounting.to_json(),
             dialog_events_dropped=self.handle.dropped_events if self.handle else 0,
+            wire=_wire_counters(self._dialect),
         )
         if self._metrics is not None:
             self._metrics.call_ended(reason, accounting)
+            self._metrics.wire_counters(self._dialect.name, summary.wire)
         self._emit(summary, None, duration_ms)
         total = accounting.total
         self._log.info(
@@ -575,3 +577,12 @@ class _StopReading(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _wire_counters(dialect: Dialect) -> dict[str, int]:
+    """The dialect's stream counters, for dialects that keep them (``counters.as_dict()``)."""
+    counters = getattr(dialect, "counters", None)
+    as_dict = getattr(counters, "as_dict", None)
+    if not callable(as_dict):
+        return {}
+    return {str(k): int(v) for k, v in as_dict().items()}

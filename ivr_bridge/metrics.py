@@ -22,6 +22,14 @@ class Metrics:
     # Connections that ended before their start message (no call_ended for them), by reason.
     connections_not_started: dict[str, int] = field(default_factory=dict)
     connections_refused: dict[str, int] = field(default_factory=dict)  # per-address cap...
+    # What the PBX's streams looked like on the wire (sequence gaps, duplicates, timestamp
+    # jumps...), summed over ended calls, by dialect and counter.
+    wire: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def wire_counters(self, dialect: str, counters: Mapping[str, int]) -> None:
+        for name, n in counters.items():
+            key = (dialect, name)
+            self.wire[key] = self.wire.get(key, 0) + n
 
     def connection_not_started(self, reason: str) -> None:
         self.connections_not_started[reason] = self.connections_not_started.get(reason, 0) + 1
@@ -107,6 +115,12 @@ class Metrics:
             "counter",
             "connections refused before the upgrade, by reason",
             [(f'{{reason="{r}"}}', n) for r, n in sorted(self.connections_refused.items())],
+        )
+        metric(
+            "dialect_wire_total",
+            "counter",
+            "what ended calls' streams looked like on the wire, by dialect and counter",
+            [(f'{{dialect="{d}",counter="{c}"}}', n) for (d, c), n in sorted(self.wire.items())],
         )
         metric(
             "dialect_factory_total",

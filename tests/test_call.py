@@ -11,6 +11,7 @@ from ivr_bridge.clock import ScaledClock
 from ivr_bridge.dialects.twilio import TwilioDialect
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events.console import CallbackSink
+from ivr_bridge.metrics import Metrics
 from ivr_bridge.model import Audio, CallEnded, DialectEvent, MediaGap, UtteranceEvent
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.simulators.twilio import TwilioStreamEncoder
@@ -454,3 +455,29 @@ async def test_a_gap_already_covered_by_keepalive_is_not_counted_twice() -> None
     caller = events[-1].data["channels"]["caller"]
     assert caller["audio_ms_received"] == 200
     assert caller["keepalive_ms"] == 3500  # 3000 by the keepalive + 500 from the gap
+
+
+async def test_wire_anomalies_are_reported_in_call_ended_and_metrics() -> None:
+    frames = twilio_call(silence_pcm(200))
+    # Twilio numbers every message: drop two media messages so the sequence jumps once.
+    del frames[4:6]
+    events: list[UtteranceEvent] = []
+    bus = EventBus()
+    bus.add_sink(CallbackSink(events.append))
+    metrics = Metrics()
+    call = Call(
+        call_id="call_wire",
+        dialect=TwilioDialect(),
+        stream=ScriptedStream(frames),
+        recognizer=FakeRecognizer(),
+        options=CallOptions(session=SessionConfig(sample_rate=8000)),
+        bus=bus,
+        metrics=metrics,
+    )
+    await asyncio.wait_for(call.run(), 20)
+    await bus.aclose()
+    wire = events[-1].data["wire"]
+    assert wire["sequence_gaps"] == 1 and wire["sequence_missing"] == 2
+    assert wire["media_frames"] == 8
+    text = metrics.render({}, {})
+    assert 'ivr_bridge_dialect_wire_total{dialect="twilio",counter="sequence_gaps"} 1' in text

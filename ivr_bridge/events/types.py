@@ -191,6 +191,9 @@ class CallEndedSummary(EventPayload):
     errors: int
     channels: Mapping[str, Mapping[str, Any]]  # per channel: RecognitionChannel.accounting()
     dialog_events_dropped: int = 0  # by the dialog handler's bounded queue (a slow handler)
+    # The dialect's own counters of the stream on the wire (sequence gaps, duplicates,
+    # timestamp jumps...), for dialects that keep them; tolerated anomalies, not errors.
+    wire: Mapping[str, int] = field(default_factory=dict)
 
 
 # ---- after the call (recording.py) -----------------------------------------------------

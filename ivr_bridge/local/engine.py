@@ -7,7 +7,7 @@ session-relative milliseconds. Engine calls are blocking and run in a worker (``
 a worker process for engines marked ``parallel``, else a thread), one call at a time per
 session; the server never touches an engine session from two threads at once.
 
-Engines are looked up by name (``LocalRecognizerConfig.engine``): built-in names map to a
+Engines are looked up by name (``EmbeddedServerConfig.engine``): built-in names map to a
 module that registers its factory on import; ``"package.module:factory"`` loads any other.
 An engine object is shared by every session of every server in the process (it may hold a
 pool of loaded models), so factories are called once per name.

@@ -585,4 +585,4 @@ def _wire_counters(dialect: Dialect) -> dict[str, int]:
     as_dict = getattr(counters, "as_dict", None)
     if not callable(as_dict):
         return {}
-    return {str(k): int(v) for k, v in as_dict().items()}
+    return {str(k): int(v) for k, v in as_dict().items() if isinstance(v, int)}

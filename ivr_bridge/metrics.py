@@ -28,6 +28,8 @@ class Metrics:
 
     def wire_counters(self, dialect: str, counters: Mapping[str, int]) -> None:
         for name, n in counters.items():
+            if name.startswith("last_"):
+                continue  # a reading of one call (AudioHook's last_rtt_ms), not a count
             key = (dialect, name)
             self.wire[key] = self.wire.get(key, 0) + n
 

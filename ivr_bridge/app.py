@@ -7,12 +7,13 @@ wiring.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import inspect
 import signal
 import socket
 import ssl
+import sys
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -546,14 +547,15 @@ async def serve(handler: Handler, settings: Settings | None = None) -> None:
     await app.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # Not on the main thread, or no signals on this platform: cancellation still stops it.
-    with contextlib.suppress(NotImplementedError, RuntimeError):
+    # Signals only on the main thread of a POSIX process; elsewhere cancellation stops it.
+    signals = sys.platform != "win32" and threading.current_thread() is threading.main_thread()
+    if signals:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
         log.info("bridge_serving", url=app.url(""), dialog_handler=True)
         await stop.wait()
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        if signals:
             loop.remove_signal_handler(signal.SIGTERM)
         await asyncio.shield(app.stop(settings.server.drain_timeout_s))
 

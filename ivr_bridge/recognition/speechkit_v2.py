@@ -12,7 +12,8 @@ v2 differs in three ways the channel depends on, and this module bridges them:
   reports ``WORKING`` itself every ``LIVENESS_S``; a dead connection still fails the call
   through gRPC keepalive pings, and a server that goes mute during speech is still a stall.
 
-Only this module and ``speechkit_v3.py`` import grpc on the bridge side.
+Only the SpeechKit client modules (this one, ``speechkit_v3.py``, ``grpc_transport.py`` and
+``transcribe/``) import grpc on the bridge side.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from ivr_bridge._proto import stt_v2_pb2 as pb
 from ivr_bridge._proto import stt_v2_pb2_grpc as pb_grpc
 from ivr_bridge.audio.codecs import rms
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
-from ivr_bridge.errors import RecognitionUnavailable
 from ivr_bridge.model import (
     Cursors,
     EndOfUtterance,
@@ -41,8 +41,7 @@ from ivr_bridge.model import (
     Word,
 )
 from ivr_bridge.recognition.base import SessionConfig
-from ivr_bridge.recognition.speechkit_v3 import CHANNEL_OPTIONS
-from ivr_bridge.recognition.status import map_status
+from ivr_bridge.recognition.grpc_transport import GrpcStream, SpeechKitClient, raise_mapped
 
 if TYPE_CHECKING:
     from ivr_bridge.recognition.credentials import Credentials
@@ -152,23 +151,15 @@ class V2Cursors:
         return out
 
 
-class SpeechKitV2Stream:
+class SpeechKitV2Stream(GrpcStream):
+    """One v2 StreamingRecognize call; cursors are kept here since v2 sends none."""
+
     def __init__(self, call: Any, sample_rate: int, clock: Clock) -> None:
-        self._call = call
+        super().__init__(call)
         self._rate = sample_rate
         self._clock = clock
         self.cursors = V2Cursors(sample_rate)
-        self._closed_writing = False
         self._silence_owed_ms = 0
-
-    async def _write(self, request: pb.StreamingRecognitionRequest) -> None:
-        try:
-            await self._call.write(request)
-        except grpc.aio.AioRpcError as exc:
-            raise map_status(exc.code().name, exc.details() or "") from exc
-        except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-            # The call already ended; its real status surfaces through updates().
-            raise RecognitionUnavailable("CANCELLED", "stream closed") from exc
 
     async def send_audio(self, pcm: bytes) -> None:
         await self._write(pb.StreamingRecognitionRequest(audio_content=pcm))
@@ -190,15 +181,6 @@ class SpeechKitV2Stream:
             await self.send_audio(zeros)
             left -= piece
 
-    async def finish(self) -> None:
-        if self._closed_writing:
-            return
-        self._closed_writing = True
-        try:
-            await self._call.done_writing()
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError):
-            log.debug("half_close_after_end")
-
     async def updates(self) -> AsyncIterator[RecognitionUpdate]:
         pending: asyncio.Future[Any] | None = None
         try:
@@ -217,18 +199,15 @@ class SpeechKitV2Stream:
                 for update in self.cursors.convert(resp):
                     yield update
         except grpc.aio.AioRpcError as exc:
-            raise map_status(exc.code().name, exc.details() or "") from exc
+            raise_mapped(exc)
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                     await pending
 
-    def cancel(self) -> None:
-        self._call.cancel()
 
-
-class SpeechKitV2Recognizer:
+class SpeechKitV2Recognizer(SpeechKitClient):
     """Opens v2 streaming sessions on one shared channel (``speechkit.api = "v2"``).
 
     ``folder_id`` goes into RecognitionConfig (v2 has no x-folder-id header); leave it empty
@@ -245,40 +224,21 @@ class SpeechKitV2Recognizer:
         root_certificates: bytes | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.endpoint = endpoint
-        self._credentials = credentials
-        self._folder_id = folder_id
+        super().__init__(
+            endpoint,
+            tls=tls,
+            credentials=credentials,
+            folder_id=folder_id,
+            root_certificates=root_certificates,
+        )
         self._clock = clock
-        if tls:
-            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-            self._channel = grpc.aio.secure_channel(endpoint, creds, options=CHANNEL_OPTIONS)
-        else:
-            self._channel = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.SttServiceStub(self._channel)  # type: ignore[no-untyped-call]
-
-    async def refresh_credentials(self) -> bool:
-        if self._credentials is None:
-            return False
-        return await self._credentials.refresh()
-
-    async def _metadata(self, request_id: str) -> list[tuple[str, str]]:
-        md: list[tuple[str, str]] = [("x-client-request-id", request_id)]
-        if self._credentials is not None:
-            md.extend(await self._credentials.metadata())
-        return md
 
     async def open_stream(self, config: SessionConfig, *, request_id: str) -> SpeechKitV2Stream:
         """Open a session and send its config; the caller then sends audio and reads updates."""
-        metadata = await self._metadata(request_id)
+        # v2 carries folder_id in the RecognitionConfig, not in an x-folder-id header.
+        metadata = await self._metadata(request_id, folder_header=False)
         call = self._stub.StreamingRecognize(metadata=metadata)
         stream = SpeechKitV2Stream(call, config.sample_rate, self._clock)
         await stream._write(recognition_config(config, folder_id=self._folder_id))
         return stream
-
-    def connectivity(self) -> str:
-        """The channel's state name (READY, IDLE, CONNECTING, TRANSIENT_FAILURE...) for
-        /healthz, as the v3 recognizer reports it; asking also makes an idle channel connect."""
-        return str(self._channel.get_state(try_to_connect=True).name)
-
-    async def close(self) -> None:
-        await self._channel.close()

@@ -1,22 +1,19 @@
 """SpeechKit API v3 streaming client (grpc.aio, Recognizer/RecognizeStreaming).
 
-The only module of the bridge proper that talks gRPC. It turns the session config into
-``session_options``, audio into ``chunk``/``silence_chunk`` messages, responses into model
-updates, and gRPC statuses into the error tree, in one place.
+It turns the session config into ``session_options``, audio into ``chunk``/``silence_chunk``
+messages and responses into model updates; the channel, call handling and status mapping it
+shares with the other SpeechKit clients are in ``grpc_transport.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
-import structlog
 
 from ivr_bridge._proto import stt_v3_pb2 as pb
 from ivr_bridge._proto import stt_v3_service_pb2_grpc as pb_grpc
-from ivr_bridge.errors import RecognitionUnavailable
 from ivr_bridge.model import (
     Cursors,
     EndOfUtterance,
@@ -29,21 +26,10 @@ from ivr_bridge.model import (
     Word,
 )
 from ivr_bridge.recognition.base import SessionConfig
-from ivr_bridge.recognition.status import map_status
+from ivr_bridge.recognition.grpc_transport import GrpcStream, SpeechKitClient, raise_mapped
 
 if TYPE_CHECKING:
     from ivr_bridge.recognition.credentials import Credentials
-
-log = structlog.get_logger(__name__)
-
-# SpeechKit results can exceed gRPC's 4 MB receive default; keepalive pings find dead peers.
-CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.http2.max_pings_without_data", 0),
-)
 
 
 def session_options(config: SessionConfig) -> pb.StreamingRequest:
@@ -131,20 +117,8 @@ def convert_response(resp: pb.StreamingResponse) -> RecognitionUpdate | None:
     return None
 
 
-class SpeechKitV3Stream:
-    def __init__(self, call: Any) -> None:
-        self._call = call
-        self._closed_writing = False
-
-    async def _write(self, request: pb.StreamingRequest) -> None:
-        try:
-            await self._call.write(request)
-        except grpc.aio.AioRpcError as exc:
-            raise map_status(exc.code().name, exc.details() or "") from exc
-        except (grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-            # The call already ended (grpc.aio raises InvalidStateError on a finished call);
-            # its real status surfaces through updates().
-            raise RecognitionUnavailable("CANCELLED", "stream closed") from exc
+class SpeechKitV3Stream(GrpcStream):
+    """One v3 RecognizeStreaming call: audio and silence out, model updates in."""
 
     async def send_audio(self, pcm: bytes) -> None:
         await self._write(pb.StreamingRequest(chunk=pb.AudioChunk(data=pcm)))
@@ -154,15 +128,6 @@ class SpeechKitV3Stream:
             pb.StreamingRequest(silence_chunk=pb.SilenceChunk(duration_ms=duration_ms))
         )
 
-    async def finish(self) -> None:
-        if self._closed_writing:
-            return
-        self._closed_writing = True
-        try:
-            await self._call.done_writing()
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError):
-            log.debug("half_close_after_end")
-
     async def updates(self) -> AsyncIterator[RecognitionUpdate]:
         try:
             async for resp in self._call:
@@ -170,13 +135,10 @@ class SpeechKitV3Stream:
                 if update is not None:
                     yield update
         except grpc.aio.AioRpcError as exc:
-            raise map_status(exc.code().name, exc.details() or "") from exc
-
-    def cancel(self) -> None:
-        self._call.cancel()
+            raise_mapped(exc)
 
 
-class SpeechKitV3Recognizer:
+class SpeechKitV3Recognizer(SpeechKitClient):
     """Opens streaming sessions on one shared channel (HTTP/2 multiplexes all calls)."""
 
     def __init__(
@@ -188,28 +150,14 @@ class SpeechKitV3Recognizer:
         folder_id: str = "",
         root_certificates: bytes | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self._credentials = credentials
-        self._folder_id = folder_id
-        if tls:
-            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-            self._channel = grpc.aio.secure_channel(endpoint, creds, options=CHANNEL_OPTIONS)
-        else:
-            self._channel = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        super().__init__(
+            endpoint,
+            tls=tls,
+            credentials=credentials,
+            folder_id=folder_id,
+            root_certificates=root_certificates,
+        )
         self._stub = pb_grpc.RecognizerStub(self._channel)  # type: ignore[no-untyped-call]
-
-    async def refresh_credentials(self) -> bool:
-        if self._credentials is None:
-            return False
-        return await self._credentials.refresh()
-
-    async def _metadata(self, request_id: str) -> list[tuple[str, str]]:
-        md: list[tuple[str, str]] = [("x-client-request-id", request_id)]
-        if self._credentials is not None:
-            md.extend(await self._credentials.metadata())
-        if self._folder_id:
-            md.append(("x-folder-id", self._folder_id))
-        return md
 
     async def open_stream(self, config: SessionConfig, *, request_id: str) -> SpeechKitV3Stream:
         metadata = await self._metadata(request_id)
@@ -217,11 +165,3 @@ class SpeechKitV3Recognizer:
         stream = SpeechKitV3Stream(call)
         await stream._write(session_options(config))
         return stream
-
-    def connectivity(self) -> str:
-        """The channel's state name (READY, IDLE, CONNECTING, TRANSIENT_FAILURE...) for
-        /healthz; asking also makes an idle channel try to connect."""
-        return str(self._channel.get_state(try_to_connect=True).name)
-
-    async def close(self) -> None:
-        await self._channel.close()

@@ -17,7 +17,7 @@ from ivr_bridge._proto import operation_pb2_grpc as op_grpc
 from ivr_bridge._proto import stt_v3_async_pb2 as apb
 from ivr_bridge._proto import stt_v3_async_pb2_grpc as apb_grpc
 from ivr_bridge._proto import stt_v3_pb2 as pb3
-from ivr_bridge.recognition.speechkit_v3 import CHANNEL_OPTIONS
+from ivr_bridge.recognition.grpc_transport import open_channel
 from ivr_bridge.transcribe.audio import Prepared
 from ivr_bridge.transcribe.errors import GRPC_NUMBERS, TranscribeError, from_status
 
@@ -93,13 +93,7 @@ class V3AsyncClient:
         self._folder_id = folder_id
         self._channels = []
         for target in dict.fromkeys((endpoint, operation_endpoint)):
-            if tls:
-                channel = grpc.aio.secure_channel(
-                    target, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
-                )
-            else:
-                channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-            self._channels.append(channel)
+            self._channels.append(open_channel(target, tls=tls))
         self._stt = apb_grpc.AsyncRecognizerStub(self._channels[0])  # type: ignore[no-untyped-call]
         self._ops = op_grpc.OperationServiceStub(self._channels[-1])  # type: ignore[no-untyped-call]
 

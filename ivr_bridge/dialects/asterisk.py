@@ -42,6 +42,7 @@ from ivr_bridge.dialects.base import (
     Disconnect,
     OutboundRequest,
     PlayAudio,
+    QueuedOutput,
     SendEvent,
     SendMark,
     UnsupportedRequest,
@@ -221,7 +222,7 @@ class AsteriskCounters:
 _CAPABILITIES: Final = frozenset({"play", "mark", "clear", "disconnect"})
 
 
-class AsteriskDialect:
+class AsteriskDialect(QueuedOutput):
     """One chan_websocket connection. Feed frames; send ``data_to_send()``; honour the close.
 
     ``control_format`` is "auto" (answer in the form MEDIA_START used), "plain-text" or "json".
@@ -449,13 +450,6 @@ class AsteriskDialect:
         """Closing the socket hangs the channel up; nothing else to say first."""
         if self._close is None:
             self._close = (1000, reason[:120])
-
-    def data_to_send(self) -> list[str | bytes]:
-        out, self._outbox = self._outbox, []
-        return out
-
-    def close_to_send(self) -> tuple[int, str] | None:
-        return self._close
 
     def _play(self, request: PlayAudio) -> None:
         fmt = self._format

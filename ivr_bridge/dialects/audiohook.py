@@ -48,6 +48,7 @@ from ivr_bridge.dialects.base import (
     Disconnect,
     OutboundRequest,
     PlayAudio,
+    QueuedOutput,
     SendEvent,
     SendMark,
     UnsupportedRequest,
@@ -289,7 +290,7 @@ class SessionIdentity:
     correlation_id: str | None = None
 
 
-class AudioHookDialect:
+class AudioHookDialect(QueuedOutput):
     """One AudioHook session. See the module docstring; build it with AudioHookFactory."""
 
     name = "audiohook"
@@ -417,13 +418,6 @@ class AudioHookDialect:
         completes that within seconds. Drop the socket only if it never comes.
         """
         self._disconnect(_disconnect_reason(reason), reason)
-
-    def data_to_send(self) -> list[str | bytes]:
-        out, self._outbox = self._outbox, []
-        return out
-
-    def close_to_send(self) -> tuple[int, str] | None:
-        return self._close
 
     # ---- server-initiated pause (not part of the Dialect protocol) -----------------------
 

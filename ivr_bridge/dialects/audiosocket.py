@@ -40,6 +40,7 @@ from ivr_bridge.dialects.base import (
     Disconnect,
     OutboundRequest,
     PlayAudio,
+    QueuedOutput,
     SendEvent,
     SendMark,
     UnsupportedRequest,
@@ -167,7 +168,7 @@ class AudioSocketCounters:
 _CAPABILITIES: Final = frozenset({"play", "disconnect"})
 
 
-class AudioSocketDialect:
+class AudioSocketDialect(QueuedOutput):
     """One AudioSocket connection. Feed TCP chunks to ``receive_bytes``; send ``data_to_send()``.
 
     ``CallStarted`` is emitted with the first audio packet, whose kind fixes the sample rate, so
@@ -348,10 +349,3 @@ class AudioSocketDialect:
             self._outbox.append(encode_frame(KIND_HANGUP))
         self._ended = True
         self._close = (1000, reason[:120])
-
-    def data_to_send(self) -> list[str | bytes]:
-        out, self._outbox = self._outbox, []
-        return out
-
-    def close_to_send(self) -> tuple[int, str] | None:
-        return self._close

@@ -211,3 +211,21 @@ class Dialect(Protocol):
         """A websocket close (code, reason) the dialect wants now, or None. Called after
         ``data_to_send``; once it returns a value the caller closes the socket."""
         ...
+
+
+class QueuedOutput:
+    """The output half every dialect shares: frames queued for the PBX, and the close it wants.
+
+    A dialect inherits it, appends frames to ``self._outbox`` and sets ``self._close``; this
+    class answers ``data_to_send`` and ``close_to_send`` for it.
+    """
+
+    _outbox: list[str | bytes]
+    _close: tuple[int, str] | None
+
+    def data_to_send(self) -> list[str | bytes]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def close_to_send(self) -> tuple[int, str] | None:
+        return self._close

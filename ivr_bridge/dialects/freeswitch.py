@@ -46,6 +46,7 @@ from ivr_bridge.dialects.base import (
     Disconnect,
     OutboundRequest,
     PlayAudio,
+    QueuedOutput,
     SendEvent,
     SendMark,
     UnsupportedRequest,
@@ -180,7 +181,7 @@ class ForkDefaults:
     event_type: str = "transcription"
 
 
-class AudioForkDialect:
+class AudioForkDialect(QueuedOutput):
     """One mod_audio_fork / jambonz listen stream. Feed frames; send ``data_to_send()``.
 
     ``flavor`` is "freeswitch" or "jambonz". jambonz must send its metadata frame first and
@@ -438,13 +439,6 @@ class AudioForkDialect:
         """The platform ends the fork when the socket closes; no message is needed first."""
         if self._close is None:
             self._close = (1000, reason[:120])
-
-    def data_to_send(self) -> list[str | bytes]:
-        out, self._outbox = self._outbox, []
-        return out
-
-    def close_to_send(self) -> tuple[int, str] | None:
-        return self._close
 
     def _play(self, request: PlayAudio) -> None:
         rate = self._defaults.playback_sample_rate or self._wire_rate

@@ -39,6 +39,7 @@ from ivr_bridge.dialects.base import (
     Disconnect,
     OutboundRequest,
     PlayAudio,
+    QueuedOutput,
     SendEvent,
     SendMark,
     UnsupportedRequest,
@@ -122,7 +123,7 @@ class StreamCounters:
         return asdict(self)
 
 
-class TwilioStyleDialect:
+class TwilioStyleDialect(QueuedOutput):
     """One connection of a Twilio-style platform. Subclasses set the names and ``parse_start``.
 
     Feed frames with ``receive_text``; after each call send ``data_to_send()`` and honour
@@ -257,13 +258,6 @@ class TwilioStyleDialect:
         """The family has no goodbye message: the websocket close, with the caller's own code,
         is the whole goodbye, so nothing is queued and ``close_to_send`` stays as it was."""
         self._stopped = True
-
-    def data_to_send(self) -> list[str | bytes]:
-        out, self._outbox = self._outbox, []
-        return out
-
-    def close_to_send(self) -> tuple[int, str] | None:
-        return self._close
 
     # ---- outbound helpers ----------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from ivr_bridge.dialects.base import (
     Disconnect,
     OutboundRequest,
     PlayAudio,
+    QueuedOutput,
     SendEvent,
     SendMark,
     UnsupportedRequest,
@@ -165,7 +166,7 @@ class VonageCounters:
 _CAPABILITIES: Final = frozenset({"play", "mark", "clear", "disconnect"})
 
 
-class VonageDialect:
+class VonageDialect(QueuedOutput):
     """One Vonage websocket. Feed frames; send ``data_to_send()``; honour ``close_to_send()``."""
 
     name = NAME
@@ -334,13 +335,6 @@ class VonageDialect:
         """Closing the socket ends Vonage's websocket leg; there is no goodbye message."""
         if self._close is None:
             self._close = (1000, reason[:120])
-
-    def data_to_send(self) -> list[str | bytes]:
-        out, self._outbox = self._outbox, []
-        return out
-
-    def close_to_send(self) -> tuple[int, str] | None:
-        return self._close
 
     def _play(self, request: PlayAudio) -> None:
         pcm = resample(request.pcm, request.sample_rate, self._wire_rate)

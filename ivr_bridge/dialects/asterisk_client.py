@@ -13,27 +13,22 @@ It also has the simulator's client-encoder shape (``upgrade``, ``opening``, ``au
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlencode
 
 from ivr_bridge.audio.codecs import pcm16_to_alaw, pcm16_to_ulaw, resample
 from ivr_bridge.dialects.asterisk import FORMATS, AsteriskFormat
+from ivr_bridge.simulators.base import (
+    ClientAuthLike,
+    authorization_headers,
+    basic_authorization,
+    with_query,
+)
 
 Frame = str | bytes
-
-
-class ClientAuthLike(Protocol):
-    """The simulator's ClientAuth: the bridge's auth scheme and the secrets to present."""
-
-    @property
-    def scheme(self) -> str: ...
-
-    @property
-    def secrets(self) -> Mapping[str, str]: ...
 
 
 def auth_headers(auth: ClientAuthLike | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -42,8 +37,9 @@ def auth_headers(auth: ClientAuthLike | None) -> tuple[dict[str, str], dict[str,
     if auth is None or auth.scheme == "none":
         return {}, {}
     if auth.scheme == "basic":
-        pair = f"{auth.secrets.get('username', '')}:{auth.secrets.get('password', '')}"
-        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")}, {}
+        secrets = auth.secrets
+        basic = basic_authorization(secrets.get("username", ""), secrets.get("password", ""))
+        return {"Authorization": basic}, {}
     return {}, {"token": auth.secrets.get("token", "")}
 
 
@@ -55,14 +51,6 @@ _IDLE_STATUS: dict[str, Any] = {
     "bulk_media": "false",
     "media_paused": "false",
 }
-
-
-def add_query(url: str, params: Mapping[str, str]) -> str:
-    if not params:
-        return url
-    parts = urlsplit(url)
-    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
-    return urlunsplit(parts._replace(query=query))
 
 
 class AsteriskClient:
@@ -118,18 +106,8 @@ class AsteriskClient:
             params["token"] = token
         return f"{path}?{urlencode(params)}" if params else path
 
-    @staticmethod
-    def upgrade_headers(
-        *, username: str | None = None, password: str | None = None, bearer: str | None = None
-    ) -> list[tuple[str, str]]:
-        """Basic auth as websocket_client.conf sends it, or a bearer token."""
-        headers: list[tuple[str, str]] = []
-        if username is not None:
-            raw = f"{username}:{password or ''}".encode()
-            headers.append(("Authorization", "Basic " + base64.b64encode(raw).decode("ascii")))
-        elif bearer is not None:
-            headers.append(("Authorization", f"Bearer {bearer}"))
-        return headers
+    # Basic auth as websocket_client.conf sends it, or a bearer token.
+    upgrade_headers = staticmethod(authorization_headers)
 
     # ---- control messages ------------------------------------------------------------------
 
@@ -205,7 +183,7 @@ class AsteriskClient:
 
     def upgrade(self, url: str) -> tuple[str, dict[str, str]]:
         headers, query = auth_headers(self.auth)
-        return add_query(url, {**self.uri_parameters, **query}), headers
+        return with_query(url, {**self.uri_parameters, **query}), headers
 
     def opening(self) -> list[Frame]:
         return [self.media_start()]

@@ -13,29 +13,19 @@ It also has the simulator's client-encoder shape (``upgrade``, ``opening``, ``au
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlencode
 
 from ivr_bridge.audio.codecs import resample
 from ivr_bridge.dialects.freeswitch import MIX_TYPES, SAMPLE_RATES, SUBPROTOCOLS
+from ivr_bridge.simulators.base import ClientAuthLike, authorization_headers, with_query
 
 FRAME_MS = 20
 Frame = str | bytes
-
-
-class ClientAuthLike(Protocol):
-    """The simulator's ClientAuth: the bridge's auth scheme and the secrets to present."""
-
-    @property
-    def scheme(self) -> str: ...
-
-    @property
-    def secrets(self) -> Mapping[str, str]: ...
 
 
 class AudioForkClient:
@@ -96,17 +86,7 @@ class AudioForkClient:
         base = path or f"/{self.flavor}"
         return f"{base}?{urlencode(params)}" if params else base
 
-    @staticmethod
-    def upgrade_headers(
-        *, username: str | None = None, password: str | None = None, bearer: str | None = None
-    ) -> list[tuple[str, str]]:
-        headers: list[tuple[str, str]] = []
-        if username is not None:
-            raw = f"{username}:{password or ''}".encode()
-            headers.append(("Authorization", "Basic " + base64.b64encode(raw).decode("ascii")))
-        elif bearer is not None:
-            headers.append(("Authorization", f"Bearer {bearer}"))
-        return headers
+    upgrade_headers = staticmethod(authorization_headers)
 
     # ---- frames ----------------------------------------------------------------------------
 
@@ -184,10 +164,7 @@ class AudioForkClient:
                 username=secrets.get("username", ""), password=secrets.get("password", "")
             )
             return url, dict(headers)
-        parts = urlsplit(url)
-        token = urlencode({"token": auth.secrets.get("token", "")})
-        query = "&".join(q for q in (parts.query, token) if q)
-        return urlunsplit(parts._replace(query=query)), {}
+        return with_query(url, {"token": auth.secrets.get("token", "")}), {}
 
     def opening(self) -> list[Frame]:
         return [self.metadata_frame()]

@@ -15,23 +15,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlencode
 
 from ivr_bridge.audio.codecs import resample
 from ivr_bridge.dialects.vonage import FRAME_MS, SAMPLE_RATES
+from ivr_bridge.simulators.base import ClientAuthLike, with_query
 
 Frame = str | bytes
-
-
-class ClientAuthLike(Protocol):
-    """The simulator's ClientAuth: the bridge's auth scheme and the secrets to present."""
-
-    @property
-    def scheme(self) -> str: ...
-
-    @property
-    def secrets(self) -> Mapping[str, str]: ...
 
 
 class VonageClient:
@@ -128,10 +119,7 @@ class VonageClient:
         """Vonage sets no headers: a token rides in the endpoint URI's query."""
         if self.auth is None or self.auth.scheme != "token":
             return url, {}
-        parts = urlsplit(url)
-        token = urlencode({"token": self.auth.secrets.get("token", "")})
-        query = "&".join(q for q in (parts.query, token) if q)
-        return urlunsplit(parts._replace(query=query)), {}
+        return with_query(url, {"token": self.auth.secrets.get("token", "")}), {}
 
     def opening(self) -> list[Frame]:
         return [self.connected()]

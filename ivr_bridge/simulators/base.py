@@ -13,6 +13,7 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 Frame = str | bytes
 
@@ -25,8 +26,44 @@ class ClientAuth:
     secrets: Mapping[str, str] = field(default_factory=dict)
 
     def basic_header(self) -> str:
-        pair = f"{self.secrets.get('username', '')}:{self.secrets.get('password', '')}"
-        return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        return basic_authorization(
+            self.secrets.get("username", ""), self.secrets.get("password", "")
+        )
+
+
+class ClientAuthLike(Protocol):
+    """What a platform client needs of :class:`ClientAuth`: the scheme and the secrets."""
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def secrets(self) -> Mapping[str, str]: ...
+
+
+def basic_authorization(username: str, password: str) -> str:
+    """An ``Authorization: Basic`` value, as a platform's websocket client sends it."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def authorization_headers(
+    *, username: str | None = None, password: str | None = None, bearer: str | None = None
+) -> list[tuple[str, str]]:
+    """Basic credentials, or else a bearer token, as upgrade headers (none without either)."""
+    if username is not None:
+        return [("Authorization", basic_authorization(username, password or ""))]
+    if bearer is not None:
+        return [("Authorization", f"Bearer {bearer}")]
+    return []
+
+
+def with_query(url: str, params: Mapping[str, str]) -> str:
+    """``url`` with ``params`` appended to its query string (tokens where headers cannot go)."""
+    if not params:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))
 
 
 class ClientEncoder(Protocol):

@@ -14,7 +14,6 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ivr_bridge.audio.codecs import (
     ULAW_SILENCE,
@@ -23,7 +22,7 @@ from ivr_bridge.audio.codecs import (
 )
 from ivr_bridge.dialects.twilio_family import TRACKS
 from ivr_bridge.dialects.upgrade_auth import twilio_signature
-from ivr_bridge.simulators.base import ClientAuth, Frame
+from ivr_bridge.simulators.base import ClientAuth, Frame, with_query
 
 SAMPLE_RATE = 8000
 FRAME_MS = 20
@@ -34,12 +33,6 @@ MULAW_ENCODING = "audio/x-mulaw"
 def new_sid(prefix: str) -> str:
     """A Twilio-style identifier: two-letter prefix + 32 hex digits (CA..., MZ..., AC...)."""
     return prefix + uuid.uuid4().hex
-
-
-def with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
-    return urlunsplit(parts._replace(query=query))
 
 
 class TwilioStreamEncoder:
@@ -95,7 +88,7 @@ class TwilioStreamEncoder:
         if auth.scheme == "token":
             token = auth.secrets["token"]
             if self.token_in_query:
-                return with_query(url, token=token), {}
+                return with_query(url, {"token": token}), {}
             if self.token_header is not None:
                 return url, {self.token_header: token}
             return url, {"Authorization": f"Bearer {token}"}

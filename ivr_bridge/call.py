@@ -225,12 +225,8 @@ class Call:
                 continue
             if message is None:
                 return
-            self._messages += 1
             try:
-                if isinstance(message, str):
-                    events = self._dialect.receive_text(message)
-                else:
-                    events = self._dialect.receive_bytes(message)
+                events = self._feed(message)
             except DialectError as exc:
                 self._log.warning("protocol_error_after_goodbye", reason=exc.reason)
                 await self._flush()
@@ -269,6 +265,13 @@ class Call:
             return self._last_media + opts.media_inactivity_timeout_s, "media_timeout"
         return None
 
+    def _feed(self, message: str | bytes) -> list[DialectEvent]:
+        """One frame from the PBX into the dialect (counted); raises DialectError."""
+        self._messages += 1
+        if isinstance(message, str):
+            return self._dialect.receive_text(message)
+        return self._dialect.receive_bytes(message)
+
     async def _next_message(self) -> str | bytes | None:
         deadline = self._read_deadline()
         if deadline is None:
@@ -291,12 +294,8 @@ class Call:
                 return stop.reason, (1000, "no media")
             if message is None:
                 return self._on_eof(), None
-            self._messages += 1
             try:
-                if isinstance(message, str):
-                    events = self._dialect.receive_text(message)
-                else:
-                    events = self._dialect.receive_bytes(message)
+                events = self._feed(message)
             except DialectError as exc:
                 self._log.warning(
                     "protocol_error",

@@ -12,6 +12,9 @@ from collections import deque
 from dataclasses import dataclass
 
 MARK_PREFIX = "prompt:"
+# Prompts remembered at once. A platform that never echoes marks would otherwise let the list
+# grow for the whole call; past this many, the oldest is taken as finished.
+MAX_TRACKED = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class PromptTracker:
         return MARK_PREFIX + name
 
     def queued(self, name: str, duration_ms: int, now: float) -> None:
+        if len(self._queue) >= MAX_TRACKED:
+            self._finished_at = max(self._finished_at or 0.0, self._queue.popleft().queued_at)
         self._queue.append(_Prompt(name, now, max(0, duration_ms)))
 
     def mark_echoed(self, mark: str, now: float) -> str | None:

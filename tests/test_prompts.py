@@ -50,3 +50,15 @@ def test_played_never_exceeds_the_prompt() -> None:
     t.queued("a", 1000, now=0.0)
     cut = t.cut(now=9.0)
     assert cut is not None and cut.played_ms == 1000
+
+
+def test_the_tracked_list_is_bounded() -> None:
+    from ivr_bridge.prompts import MAX_TRACKED
+
+    t = PromptTracker()
+    for i in range(MAX_TRACKED + 10):
+        t.queued(f"p{i}", 1000, now=0.0)
+    cut = t.cut(now=0.5)
+    # The ten oldest were forgotten: the first one still tracked is the one playing.
+    assert cut is not None and cut.prompt == "p10"
+    assert len(cut.queued_after) == MAX_TRACKED - 1

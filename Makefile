@@ -53,8 +53,12 @@ speech-tools:
 	    "the speech tests will be skipped, and fail under CI=true" >&2; \
 	fi
 
+# Two pytest processes (pytest-xdist): one runs the wall-clock tests (marked "realtime" in
+# tests/markers.py) one after another while the other takes the rest of the suite around them.
+TEST_PROCESSES ?= 2
+
 unit: $(STAMP) speech-tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
 
 # The session policy decides every keepalive, rotation and retry: keep it fully covered.
 policy-coverage: $(STAMP)

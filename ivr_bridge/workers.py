@@ -95,7 +95,10 @@ class WorkerPeers:
 
     def report_failure(self, message: str) -> None:
         """This worker could not start: leave the one-line reason for the parent to print."""
-        (self.directory / f"failed-{self.index}.txt").write_text(message)
+        # Atomic: the parent may stop this worker mid-write once a sibling has failed.
+        tmp = self.directory / f".failed-{self.index}.tmp"
+        tmp.write_text(message)
+        tmp.replace(self.directory / f"failed-{self.index}.txt")
 
     def publish(self, health: Mapping[str, Any], metrics: str) -> None:
         tmp = self.directory / f".worker-{self.index}.tmp"

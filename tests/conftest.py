@@ -40,9 +40,14 @@ def pytest_runtest_makereport(
             f"{item.nodeid} needs espeak-ng, which is missing; CI must run it "
             "(make speech-tools, or apt-get install espeak-ng)"
         )
-    else:
-        _skipped_for_tools.append(item.nodeid)
     return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Noted here, not in makereport: under pytest-xdist only this hook runs in the process
+    # that prints the summary (the workers send their reports to it).
+    if report.skipped and any(m in str(report.longrepr) for m in TOOL_MARKERS):
+        _skipped_for_tools.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

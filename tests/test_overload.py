@@ -21,6 +21,7 @@ from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.server import BridgeServer
 from ivr_bridge.simulate import SimulationReport, simulate_pcm
 from tests.fakes import FakeRecognizer, silence_pcm, word_pcm
+from tests.markers import realtime
 
 
 def test_policy_refuses_on_each_limit_and_counts_by_reason() -> None:
@@ -83,6 +84,7 @@ async def wait_until_calm(srv: BridgeServer) -> None:
         await asyncio.sleep(0.05)
 
 
+@realtime
 async def test_busy_process_refuses_new_calls_and_keeps_the_live_ones_whole(
     server: tuple[BridgeServer, list[UtteranceEvent]],
 ) -> None:

@@ -28,7 +28,7 @@ def worker_main(conn: Connection, engine_name: str) -> None:
     # Warnings and errors only, on stderr: stdout may be the parent's event stream.
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),  # one write per line
     )
     engine = get_engine(engine_name)
     engine.warm_up()

@@ -22,9 +22,12 @@ from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events.deadletter import DeadLetterFile
 from ivr_bridge.events.webhook import WebhookSink, sign
 from ivr_bridge.model import UtteranceEvent
+from tests.markers import realtime
 
 from .factories import make
 from .receiver import Receiver
+
+pytestmark = realtime
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 

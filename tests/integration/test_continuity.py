@@ -22,6 +22,9 @@ from ivr_bridge.local.tones import (
 )
 from ivr_bridge.recognition.policy import PolicyConfig
 from ivr_bridge.simulate import simulate_pcm
+from tests.markers import realtime
+
+pytestmark = realtime
 
 PAUSE_MS = 1200
 

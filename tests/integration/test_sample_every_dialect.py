@@ -31,7 +31,8 @@ from tests.integration.conftest import SAMPLE, Collector
 from tests.integration.test_audiosocket_e2e import free_tcp_port, send_call, with_audiosocket
 from tests.integration.test_every_dialect_e2e import AUTH, authenticated
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# One process runs the whole module: its tests read one module-wide run of every dialect.
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("every_dialect")]
 
 UTTERANCES = 3
 CUT_S = 13.0  # between the third utterance's end (12.26 s) and the fourth's start (13.76 s)

@@ -22,6 +22,7 @@ from ivr_bridge.recognition.policy import PolicyConfig
 from ivr_bridge.simulate import simulate_call
 from ivr_bridge.wer import word_error_rate
 from tests.integration.conftest import SAMPLE
+from tests.markers import realtime
 
 # Measured on the bundled sample; the README reports it. A regression guard, not a target.
 SAMPLE_WER_LIMIT = 0.30
@@ -63,6 +64,7 @@ async def test_sample_call_is_transcribed_end_to_end(bridge: Any) -> None:
         json.dumps(j)
 
 
+@realtime
 async def test_sixty_second_gap_is_bridged_by_keepalive(bridge: Any) -> None:
     clock = ScaledClock(speed=10)
     policy = PolicyConfig(stall_timeout_s=120)  # the engine may lag behind 10x time
@@ -79,6 +81,7 @@ async def test_sixty_second_gap_is_bridged_by_keepalive(bridge: Any) -> None:
     assert app.embedded is not None
 
 
+@realtime
 async def test_without_keepalive_the_recognizer_ends_the_session(bridge: Any) -> None:
     clock = ScaledClock(speed=10)
     policy = PolicyConfig(keepalive=False, stall_timeout_s=120, backoff_initial_s=0.1)

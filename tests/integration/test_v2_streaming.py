@@ -21,6 +21,9 @@ from ivr_bridge.recognition.speechkit_v2 import SpeechKitV2Recognizer
 from ivr_bridge.simulate import simulate_pcm
 from tests.integration.conftest import local_settings
 from tests.integration.test_continuity import PAUSE_MS, accounting_holds, finals_text, script
+from tests.markers import realtime
+
+pytestmark = realtime
 
 
 def v2_settings() -> Any:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ivr_bridge.loadtest import LoadTestOptions, run_loadtest
 from ivr_bridge.loadtest.report import event_latencies, percentile, upstream_delays
 from ivr_bridge.loadtest.tagging import MAX_CALLS, read_tag, tag_bytes, tagged_frame
+from tests.markers import realtime
 
 
 @given(st.integers(min_value=0, max_value=MAX_CALLS - 1))
@@ -54,6 +55,7 @@ def test_event_latency_reads_the_probe_time_in_the_final() -> None:
     assert dropped == 16
 
 
+@realtime
 async def test_smoke_run_against_a_real_bridge_process() -> None:
     report = await run_loadtest(LoadTestOptions(calls=3, duration_s=2.0, ramp_s=0.2))
     assert report.calls_ok == 3 and report.calls_failed == 0

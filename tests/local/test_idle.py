@@ -11,6 +11,9 @@ from ivr_bridge._proto import stt_v3_pb2 as pb
 from ivr_bridge.clock import ScaledClock
 from ivr_bridge.local import rules
 from tests.local.conftest import StartFn, chunk, options, silence
+from tests.markers import realtime
+
+pytestmark = realtime
 
 SPEED = 20.0
 

@@ -60,3 +60,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
     for nodeid in _skipped_for_tools:
         terminalreporter.line(f"  {nodeid}")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup`` every xdist_group test must carry its group, or the
+    wall-clock tests would silently run beside each other (pytest-xdist#1386)."""
+    if session.config.getoption("dist", "no") != "loadgroup":
+        return
+    lost = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if lost:
+        raise pytest.UsageError(
+            f"pytest-xdist did not group {len(lost)} test(s), e.g. {lost[0]}: "
+            "check the pytest pin in pyproject.toml"
+        )

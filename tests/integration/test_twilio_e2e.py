@@ -16,16 +16,26 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge.clock import ScaledClock
+from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.model import EVENT_SCHEMA
 from ivr_bridge.recognition.policy import PolicyConfig
-from ivr_bridge.simulate import simulate_call
+from ivr_bridge.simulate import simulate_call, simulate_pcm
 from ivr_bridge.wer import word_error_rate
 from tests.integration.conftest import SAMPLE
+from tests.integration.test_continuity import script
 from tests.markers import realtime
 
 # Measured on the bundled sample; the README reports it. A regression guard, not a target.
 SAMPLE_WER_LIMIT = 0.30
+
+# Keepalive, both tracks, a bad neighbour, sinks and metrics do not depend on what is said:
+# those calls speak the "tones" engine's words (exact, and a fraction of PocketSphinx's CPU),
+# three utterances, a place for a gap, and three more. The sample itself is decoded above.
+TONES_BEFORE, TONES_AFTER = script(3), script(3, offset=3)
+TONE_CALL = synthesize_script(TONES_BEFORE + TONES_AFTER)
+TONE_GAP_AT_S = len(synthesize_script(TONES_BEFORE)) / 16000
 
 
 async def test_sample_call_is_transcribed_end_to_end(bridge: Any) -> None:
@@ -68,8 +78,8 @@ async def test_sample_call_is_transcribed_end_to_end(bridge: Any) -> None:
 async def test_sixty_second_gap_is_bridged_by_keepalive(bridge: Any) -> None:
     clock = ScaledClock(speed=10)
     policy = PolicyConfig(stall_timeout_s=120)  # the engine may lag behind 10x time
-    app, got = await bridge(clock=clock, policy=policy)
-    await simulate_call(app.url(), SAMPLE, clock=clock, gap_at_s=8.2, gap_s=60.0)
+    app, got = await bridge(engine="tones", clock=clock, policy=policy)
+    await simulate_pcm(app.url(), TONE_CALL, clock=clock, gap_at_s=TONE_GAP_AT_S, gap_s=60.0)
     await got.wait_ended(1, timeout=90)
     (call_id,) = got.calls()
     ended = got.of(call_id, "call_ended")[0].data
@@ -85,8 +95,8 @@ async def test_sixty_second_gap_is_bridged_by_keepalive(bridge: Any) -> None:
 async def test_without_keepalive_the_recognizer_ends_the_session(bridge: Any) -> None:
     clock = ScaledClock(speed=10)
     policy = PolicyConfig(keepalive=False, stall_timeout_s=120, backoff_initial_s=0.1)
-    app, got = await bridge(clock=clock, policy=policy)
-    await simulate_call(app.url(), SAMPLE, clock=clock, gap_at_s=8.2, gap_s=20.0)
+    app, got = await bridge(engine="tones", clock=clock, policy=policy)
+    await simulate_pcm(app.url(), TONE_CALL, clock=clock, gap_at_s=TONE_GAP_AT_S, gap_s=20.0)
     await got.wait_ended(1, timeout=90)
     (call_id,) = got.calls()
     degraded = got.of(call_id, "recognition_degraded")
@@ -97,8 +107,8 @@ async def test_without_keepalive_the_recognizer_ends_the_session(bridge: Any) ->
 
 
 async def test_both_tracks_get_a_session_each(bridge: Any) -> None:
-    app, got = await bridge()
-    await simulate_call(app.url(), SAMPLE, fast=True, tracks="both")
+    app, got = await bridge(engine="tones")
+    await simulate_pcm(app.url(), TONE_CALL, fast=True, tracks="both")
     await got.wait_ended(1, timeout=60)
     (call_id,) = got.calls()
     started = got.of(call_id, "call_started")[0].data
@@ -110,8 +120,8 @@ async def test_both_tracks_get_a_session_each(bridge: Any) -> None:
 
 
 async def test_malformed_call_is_closed_and_others_continue(bridge: Any) -> None:
-    app, got = await bridge()
-    good = asyncio.create_task(simulate_call(app.url(), SAMPLE, fast=True))
+    app, got = await bridge(engine="tones")
+    good = asyncio.create_task(simulate_pcm(app.url(), TONE_CALL, fast=True))
     async with connect(app.url(), compression=None) as ws:
         await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
         await ws.send("{not json")
@@ -127,7 +137,7 @@ async def test_malformed_call_is_closed_and_others_continue(bridge: Any) -> None
 
 
 async def test_health_and_unknown_paths(bridge: Any) -> None:
-    app, _ = await bridge()
+    app, _ = await bridge(engine="tones")
     base = f"http://127.0.0.1:{app.port}"
 
     def get(path: str) -> tuple[int, dict[str, Any]]:
@@ -148,11 +158,11 @@ async def test_events_jsonl_file(bridge: Any, tmp_path: Path) -> None:
 
     from tests.integration.conftest import local_settings
 
-    settings = local_settings()
+    settings = local_settings("tones")
     out = tmp_path / "events.jsonl"
     settings = replace(settings, events=replace(settings.events, jsonl=str(out)))
     app, got = await bridge(settings=settings)
-    await simulate_call(app.url(), SAMPLE, fast=True)
+    await simulate_pcm(app.url(), TONE_CALL, fast=True)
     await got.wait_ended(1, timeout=60)
     await app.stop()
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -185,12 +195,12 @@ async def test_webhook_receives_every_event_in_order(bridge: Any) -> None:
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    settings = local_settings()
+    settings = local_settings("tones")
     settings = replace(
         settings, events=replace(settings.events, webhook=f"http://127.0.0.1:{port}/hook")
     )
     app, got = await bridge(settings=settings)
-    await simulate_call(app.url(), SAMPLE, fast=True)
+    await simulate_pcm(app.url(), TONE_CALL, fast=True)
     await got.wait_ended(1, timeout=60)
     await app.stop()
     server.close()
@@ -199,8 +209,8 @@ async def test_webhook_receives_every_event_in_order(bridge: Any) -> None:
 
 
 async def test_metrics_count_ended_calls(bridge: Any) -> None:
-    app, got = await bridge()
-    report = await simulate_call(app.url(), SAMPLE, fast=True)
+    app, got = await bridge(engine="tones")
+    report = await simulate_pcm(app.url(), TONE_CALL, fast=True)
     await got.wait_ended(1, timeout=60)
 
     def get() -> str:
@@ -248,7 +258,6 @@ async def test_signature_is_checked_against_the_public_url(bridge: Any) -> None:
     from twilio.request_validator import RequestValidator
     from websockets.exceptions import InvalidStatus
 
-    import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
     from ivr_bridge.dialects.base import DialectSettings
     from tests.integration.conftest import local_settings
 

@@ -72,7 +72,19 @@ class _WebsocketStream:
             log.debug("send_after_close")
 
     async def close(self, code: int, reason: str) -> None:
-        await self._ws.close(code, reason)
+        # Discard what the peer still sends during the close handshake: with the receive queue
+        # full, websockets stops reading, and a flooding peer's close frame then went unread
+        # until close_timeout (the socket held 5 s longer).
+        discard = asyncio.create_task(self._discard_incoming())
+        try:
+            await self._ws.close(code, reason)
+        finally:
+            discard.cancel()
+
+    async def _discard_incoming(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self._ws.recv()
 
 
 def upgrade_request(

@@ -90,6 +90,9 @@ class Worker:
                 for msg in batch:
                     await self._answer(nc, msg)
                     await msg.ack()  # after the command went out: a crash redelivers it
+            # Let go of the pull subscription first: drain() would otherwise hold the exit
+            # for seconds, waiting on it.
+            await sub.unsubscribe()
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await nc.drain()

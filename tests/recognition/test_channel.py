@@ -214,8 +214,8 @@ async def test_unauthenticated_twice_gives_up() -> None:
 
 async def test_drain_timeout_follows_the_injected_clock_and_logs_carry_the_call() -> None:
     # The recognizer stops answering before the call ends: the last drain times out. At
-    # 200x, a 600 s drain timeout is 3 s of real time; on real seconds it would be 10 min.
-    clock = ScaledClock(speed=200)
+    # 2000x, a 600 s drain timeout is 0.3 s of real time; on real seconds it would be 10 min.
+    clock = ScaledClock(speed=2000)
     rec = FakeRecognizer(faults=[Fault(session=1, after_ms=100, stall=True)])
     policy = PolicyConfig(keepalive=False, stall_timeout_s=100_000)
     ch, events = make_channel(rec, policy=policy, clock=clock, drain_timeout_s=600)

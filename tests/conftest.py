@@ -62,18 +62,23 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.line(f"  {nodeid}")
 
 
+_UNGROUPED = pytest.StashKey[bool]()
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Under ``--dist loadgroup`` every xdist_group test must carry its group, or the
     wall-clock tests would silently run beside each other (pytest-xdist#1386)."""
-    if session.config.getoption("dist", "no") != "loadgroup":
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist's workers
         return
-    lost = [
-        item.nodeid
-        for item in session.items
-        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
-    ]
-    if lost:
-        raise pytest.UsageError(
-            f"pytest-xdist did not group {len(lost)} test(s), e.g. {lost[0]}: "
-            "check the pytest pin in pyproject.toml"
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            item.stash[_UNGROUPED] = True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.stash.get(_UNGROUPED, False):
+        pytest.fail(
+            "pytest-xdist did not keep this test in its xdist_group (pytest-xdist#1386): "
+            "check the pytest pin in pyproject.toml",
+            pytrace=False,
         )

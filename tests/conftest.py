@@ -6,7 +6,8 @@ and how to fix it; under ``CI=true`` (or ``IVR_BRIDGE_REQUIRE_SPEECH_TOOLS=1``) 
 a failure, so CI cannot pass without having run them.
 
 Every event published in any test is also validated against the shipped JSON Schema
-(``tests/events/schema_check.py``).
+(``tests/events/schema_check.py``). Under pytest-xdist (``make test``), a test whose
+xdist_group was lost fails with the reason rather than running beside the others.
 """
 
 from __future__ import annotations

@@ -236,10 +236,12 @@ async def test_text_normalization_gives_final_refinements(bridge: Any) -> None:
 
     from tests.integration.conftest import local_settings
 
-    settings = local_settings()
+    settings = local_settings("tones")
     settings = replace(settings, speechkit=replace(settings.speechkit, text_normalization=True))
     app, got = await bridge(settings=settings)
-    await simulate_call(app.url(), SAMPLE, fast=True)
+    # Number words to normalize (the sample's own, on PocketSphinx: tests/local).
+    spoken = [["account", "four", "two"], ["payment", "seven"], ["help", "agent"]]
+    await simulate_pcm(app.url(), synthesize_script(spoken), fast=True)
     await got.wait_ended(1, timeout=60)
     (call_id,) = got.calls()
     finals = {e.data["final_index"]: e for e in got.of(call_id, "final")}

@@ -55,10 +55,11 @@ speech-tools:
 
 # Two pytest processes (pytest-xdist): one runs the wall-clock tests (marked "realtime" in
 # tests/markers.py) one after another while the other takes the rest of the suite around them.
+# The ten slowest tests are listed at the end, to keep the suite quick.
 TEST_PROCESSES ?= 2
 
 unit: $(STAMP) speech-tools
-	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup --durations=10
 
 # The session policy decides every keepalive, rotation and retry: keep it fully covered.
 policy-coverage: $(STAMP)

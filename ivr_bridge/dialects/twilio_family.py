@@ -20,8 +20,8 @@ Close codes: 1007 malformed message; 1002 protocol violation; 1003 unsupported d
 from __future__ import annotations
 
 import base64
+import functools
 import re
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Final
@@ -77,6 +77,7 @@ TRACK_ALIASES: Final = {
 }
 _CAPABILITIES: Final = frozenset({"play", "mark", "clear", "disconnect"})
 _SEQ_WINDOW: Final = 1024  # how far back a repeated sequence number counts as a duplicate
+_SEQ_MASK: Final = (1 << _SEQ_WINDOW) - 1
 
 
 def recognizer_rate(wire_rate: int) -> int:
@@ -156,8 +157,9 @@ class TwilioStyleDialect(QueuedOutput):
         self._start: StreamStart | None = None
         self._stopped = False
         self._last_seq: int | None = None
-        self._seen_seq: set[int] = set()
-        self._seen_order: deque[int] = deque()
+        # Bit i: sequence number (last - i) was seen; _SEQ_WINDOW bits (128 bytes, where a
+        # set of the last 1,024 numbers took ~40 KB per call).
+        self._seen_bits = 0
         self._track_time: dict[str, tuple[int, float]] = {}  # track -> (last stamp, frame ms)
         self._media_layout: re.Pattern[str] | None = None  # set at start (media_layout)
         self._handlers: dict[str, Callable[[dict[str, Any]], list[DialectEvent]]] = {
@@ -371,9 +373,11 @@ class TwilioStyleDialect(QueuedOutput):
         general path decides (a missing track that the start announced, say)."""
         start = self._start
         assert start is not None
-        seq, seq_n, raw_track, stamp, stamp_n, payload = match.group(
-            "seq", "seq_n", "track", "stamp", "stamp_n", "payload"
+        seq, seq_n, raw_track, stamp, stamp_n, payload, sid = match.group(
+            "seq", "seq_n", "track", "stamp", "stamp_n", "payload", "sid"
         )
+        if sid is not None and sid != start.stream_id:
+            return None  # the general path refuses it, with its own reason
         seq = seq or seq_n
         stamp = stamp or stamp_n
         if raw_track:
@@ -509,20 +513,23 @@ class TwilioStyleDialect(QueuedOutput):
         if seq is None:
             return
         last = self._last_seq
-        if last is not None and seq != last + 1:
-            if seq > last:
+        if last is None:
+            self._last_seq, self._seen_bits = seq, 1
+            return
+        if seq > last:
+            if seq != last + 1:
                 self.counters.sequence_gaps += 1
                 self.counters.sequence_missing += seq - last - 1
-            elif seq in self._seen_seq:
-                self.counters.sequence_duplicates += 1
-                return
-            else:
-                self.counters.sequence_reorders += 1
-        self._last_seq = seq if last is None else max(last, seq)
-        self._seen_seq.add(seq)
-        self._seen_order.append(seq)
-        if len(self._seen_order) > _SEQ_WINDOW:
-            self._seen_seq.discard(self._seen_order.popleft())
+            self._seen_bits = ((self._seen_bits << (seq - last)) | 1) & _SEQ_MASK
+            self._last_seq = seq
+            return
+        back = last - seq
+        if back < _SEQ_WINDOW and (self._seen_bits >> back) & 1:
+            self.counters.sequence_duplicates += 1
+            return
+        self.counters.sequence_reorders += 1
+        if back < _SEQ_WINDOW:
+            self._seen_bits |= 1 << back
 
     def _note_timestamp(self, track: str, stamp: int | None, frame_ms: float) -> int:
         """Accounts the frame's timestamp; returns whole ms skipped before it (0 if none)."""
@@ -554,36 +561,44 @@ def _number(name: str) -> str:
 
 
 def media_layout(dialect: TwilioStyleDialect, stream_id: str) -> re.Pattern[str] | None:
-    """The exact text of a media message as the platform lays it out, for this stream.
+    """The exact text of a media message as the platform lays it out.
 
     Media arrives 50 times a second per track, always in the platform's one layout
     (Twilio's: event, sequence number, media {track, chunk, timestamp, payload}, stream
     id; the order is the dialect's ``media_layout_keys`` and ``stream_before_media``). A
     message that matches in full is valid strict JSON with exactly these keys, once each,
-    and the stream id already compared, so the dialect can skip the general parse; any
-    other text (another order, spacing, extra keys, escapes) takes the general path. None
-    when the stream id has characters JSON might escape.
+    so the dialect can skip the general parse (it still compares the stream id); any other
+    text (another order, spacing, extra keys, escapes) takes the general path. None when
+    this stream's id has characters JSON might escape.
     """
     if not _PLAIN_ID.fullmatch(stream_id):
         return None
+    return _layout(type(dialect))
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(cls: type[TwilioStyleDialect]) -> re.Pattern[str]:
+    """One compiled layout per dialect class (its keys are class attributes)."""
+    seq_key, track_key, timestamp_key = cls.seq_key, cls.media_track_key, cls.timestamp_key
+    keys, stream_key, stream_required = cls.media_layout_keys, cls.stream_key, cls.stream_required
+    stream_first = cls.stream_before_media
     fields = {
-        "track": f'(?:"{dialect.media_track_key}":"(?P<track>[a-z_]{{1,24}})",)?',
+        "track": f'(?:"{track_key}":"(?P<track>[a-z_]{{1,24}})",)?',
         "chunk": f'(?:"chunk":{_number("chunk")},)?',
-        "timestamp": f'(?:"{dialect.timestamp_key}":{_number("stamp")},)?',
+        "timestamp": f'(?:"{timestamp_key}":{_number("stamp")},)?',
     }
-    keys = dialect.media_layout_keys
-    if dialect.media_track_key is None or "track" not in keys:
+    if track_key is None or "track" not in keys:
         fields["track"] = "(?P<track>)"  # no track key: the group is always empty
         keys = ("track", *(k for k in keys if k != "track"))
-    media = "".join(fields[k] for k in keys) + ('"payload":"(?P<payload>[A-Za-z0-9+/]*={0,2})"')
-    stream = f'"{dialect.stream_key}":"{re.escape(stream_id)}"'
-    seq = f'(?:"{dialect.seq_key}":{_number("seq")},)?'
-    if dialect.stream_before_media:
-        head = seq + (stream + "," if dialect.stream_required else f"(?:{stream},)?")
+    media = "".join(fields[k] for k in keys) + '"payload":"(?P<payload>[A-Za-z0-9+/]*={0,2})"'
+    stream = f'"{stream_key}":"(?P<sid>[A-Za-z0-9_.:\\-]{{1,128}})"'
+    seq = f'(?:"{seq_key}":{_number("seq")},)?'
+    if stream_first:
+        head = seq + (stream + "," if stream_required else f"(?:{stream},)?")
         tail = ""
     else:
         head = seq
-        tail = "," + stream if dialect.stream_required else f"(?:,{stream})?"
+        tail = "," + stream if stream_required else f"(?:,{stream})?"
     return re.compile('\\{"event":"media",' + head + '"media":\\{' + media + "\\}" + tail + "\\}")
 
 

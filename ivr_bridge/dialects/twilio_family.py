@@ -20,7 +20,6 @@ Close codes: 1007 malformed message; 1002 protocol violation; 1003 unsupported d
 from __future__ import annotations
 
 import base64
-import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -573,12 +572,17 @@ def media_layout(dialect: TwilioStyleDialect, stream_id: str) -> re.Pattern[str]
     """
     if not _PLAIN_ID.fullmatch(stream_id):
         return None
-    return _layout(type(dialect))
+    cls = type(dialect)
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = _layout(cls)
+    return layout
 
 
-@functools.lru_cache(maxsize=32)
+_LAYOUTS: dict[type[TwilioStyleDialect], re.Pattern[str]] = {}  # compiled once per class
+
+
 def _layout(cls: type[TwilioStyleDialect]) -> re.Pattern[str]:
-    """One compiled layout per dialect class (its keys are class attributes)."""
     seq_key, track_key, timestamp_key = cls.seq_key, cls.media_track_key, cls.timestamp_key
     keys, stream_key, stream_required = cls.media_layout_keys, cls.stream_key, cls.stream_required
     stream_first = cls.stream_before_media

@@ -47,7 +47,6 @@ from ivr_bridge.recognition.credentials import (
     Credentials,
     credentials_from_settings,
 )
-from ivr_bridge.recognition.pacing import SendPacer
 from ivr_bridge.recognition.policy import PolicyConfig
 from ivr_bridge.recognition.speechkit_v2 import SpeechKitV2Recognizer
 from ivr_bridge.recognition.speechkit_v3 import SpeechKitV3Recognizer
@@ -92,7 +91,6 @@ def call_options_from(settings: Settings) -> CallOptions:
         ),
         policy=policy_from(settings),
         chunk_ms=sk.chunk_ms,
-        pacer=SendPacer(sk.send_tick_ms / 1000) if sk.send_tick_ms else None,
         buffer_s=settings.session.buffer_s,
         drain_timeout_s=settings.session.drain_timeout_s,
         media_inactivity_timeout_s=settings.server.media_inactivity_timeout_s,

@@ -44,7 +44,6 @@ from ivr_bridge.model import (
 from ivr_bridge.recognition.accounting import CallAccounting
 from ivr_bridge.recognition.base import Recognizer, SessionConfig
 from ivr_bridge.recognition.channel import EmitFn, RecognitionChannel
-from ivr_bridge.recognition.pacing import SendPacer
 from ivr_bridge.recognition.policy import PolicyConfig
 
 if TYPE_CHECKING:
@@ -89,7 +88,6 @@ class CallOptions:
     session: SessionConfig
     policy: PolicyConfig = PolicyConfig()
     chunk_ms: int = 100
-    pacer: SendPacer | None = None  # shared by every call: chunks leave on one tick
     buffer_s: float = 60.0
     drain_timeout_s: float = 5.0
     media_inactivity_timeout_s: float = 0.0  # counts media only; 0: off
@@ -526,7 +524,6 @@ class Call:
                 drain_timeout_s=opts.drain_timeout_s,
                 clock=self._clock,
                 request_id_prefix=self.call_id,
-                pacer=opts.pacer,
             )
             self._channels[info.name] = channel
             self._tasks.append(

@@ -80,7 +80,6 @@ class SpeechKitSettings:
     eou_sensitivity: str = "DEFAULT"
     max_pause_between_words_hint_ms: int = 0
     chunk_ms: int = 200  # SpeechKit's own samples send 250 ms; each gRPC write costs CPU
-    send_tick_ms: int = 20  # ready chunks leave together on this grid (pacing.py); 0: at once
 
     @property
     def has_credentials(self) -> bool:
@@ -516,7 +515,6 @@ def _validate_speechkit(sk: SpeechKitSettings) -> None:
         "expected DEFAULT or HIGH",
     )
     _check(20 <= sk.chunk_ms <= 1000, "speechkit.chunk_ms", "must be 20..1000")
-    _check(0 <= sk.send_tick_ms <= 100, "speechkit.send_tick_ms", "must be 0..100")
     _check(bool(sk.languages), "speechkit.languages", "must not be empty")
     _check(
         0 <= sk.max_pause_between_words_hint_ms <= 5000,

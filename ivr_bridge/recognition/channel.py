@@ -26,7 +26,6 @@ from ivr_bridge.recognition.accounting import ChannelAccounting
 from ivr_bridge.recognition.assembler import AudioGap, TranscriptAssembler, TranscriptEvent
 from ivr_bridge.recognition.base import RecognitionStream, Recognizer, SessionConfig
 from ivr_bridge.recognition.ledger import AudioLedger, Piece
-from ivr_bridge.recognition.pacing import SendPacer
 from ivr_bridge.recognition.policy import (
     GiveUp,
     KeepalivePolicy,
@@ -105,10 +104,8 @@ class RecognitionChannel:
         drain_timeout_s: float = 5.0,
         clock: Clock = SYSTEM_CLOCK,
         request_id_prefix: str = "",
-        pacer: SendPacer | None = None,
     ) -> None:
         self.name = name
-        self._pacer = pacer
         self.sample_rate = sample_rate
         self._recognizer = recognizer
         self._config = session_config
@@ -142,10 +139,7 @@ class RecognitionChannel:
         # Wake the sender once a chunk is ready (or audio follows silence it must flush), not
         # on every 20 ms frame; the ticker wakes it for the periodic checks.
         if gap_ms or self.ledger.end - self._cursor >= self._chunk:
-            if self._pacer is not None:
-                self._pacer.wake(self._wake)  # leaves with the other calls' chunks
-            else:
-                self._wake.set()
+            self._wake.set()
 
     def insert_gap(self, ms: int) -> None:
         """The PBX reports ``ms`` of its audio lost or skipped: silence takes its place on the

@@ -519,7 +519,12 @@ class TwilioStyleDialect(QueuedOutput):
             if seq != last + 1:
                 self.counters.sequence_gaps += 1
                 self.counters.sequence_missing += seq - last - 1
-            self._seen_bits = ((self._seen_bits << (seq - last)) | 1) & _SEQ_MASK
+            step = seq - last
+            # A jump past the window forgets it all; shifting by a peer-chosen count (up to
+            # 10**18) would allocate that many bits.
+            self._seen_bits = (
+                ((self._seen_bits << step) | 1) & _SEQ_MASK if step < _SEQ_WINDOW else 1
+            )
             self._last_seq = seq
             return
         back = last - seq

@@ -599,7 +599,7 @@ def _layout(cls: type[TwilioStyleDialect]) -> re.Pattern[str]:
     if track_key is None or "track" not in keys:
         fields["track"] = "(?P<track>)"  # no track key: the group is always empty
         keys = ("track", *(k for k in keys if k != "track"))
-    media = "".join(fields[k] for k in keys) + '"payload":"(?P<payload>[A-Za-z0-9+/]*={0,2})"'
+    media = "".join(fields[k] for k in keys) + '"payload":"(?P<payload>[A-Za-z0-9+/]+={0,2})"'
     stream = f'"{stream_key}":"(?P<sid>[A-Za-z0-9_.:\\-]{{1,128}})"'
     seq = f'(?:"{seq_key}":{_number("seq")},)?'
     if stream_first:

@@ -94,7 +94,9 @@ def run(platform: Platform, seqs: list[int]) -> tuple[dict[str, int], dict[str, 
     return stream.counts(), ref.counts()
 
 
-def expect(gaps: int = 0, missing: int = 0, duplicates: int = 0, reorders: int = 0) -> dict[str, int]:
+def expect(
+    gaps: int = 0, missing: int = 0, duplicates: int = 0, reorders: int = 0
+) -> dict[str, int]:
     return {
         "sequence_gaps": gaps,
         "sequence_missing": missing,

@@ -50,6 +50,8 @@ class MediaConnection(ServerConnection):
         self._buffer = bytearray()
         self._consumer: Consumer | None = None
         self._early: list[str | bytes] | None = None
+        self._fragments: list[bytes] | None = None  # a fragmented message's parts so far
+        self._fragments_text = False
         self.early_dropped = 0
         self.fast_frames = 0  # how many data frames took the fast path (tests, diagnostics)
 
@@ -77,30 +79,44 @@ class MediaConnection(ServerConnection):
         self._consumer = None
         self._media = False
         self._early = None
+        if self._fragments is not None:
+            # Mid-message: the assembler gets the start so far, and the rest as it comes.
+            opcode = Opcode.TEXT if self._fragments_text else Opcode.BINARY
+            data, self._fragments = b"".join(self._fragments), None
+            super().process_event(Frame(opcode, data, fin=False))
 
     # ---- websockets' hooks ---------------------------------------------------------
 
     def process_event(self, event: Any) -> None:
-        if (
-            self._media
-            and self.request is not None
-            and isinstance(event, Frame)
-            and event.opcode in (Opcode.TEXT, Opcode.BINARY)
-            and event.fin
-        ):
-            # An unfragmented message websockets parsed (the fast path handed it over).
-            data = bytes(event.data)
-            if event.opcode is Opcode.BINARY:
-                self._deliver(data)
+        if self._media and self.request is not None and isinstance(event, Frame):
+            # A data frame websockets parsed (the fast path handed it over): a whole message,
+            # or a fragment, which waits here for the rest (websockets checks their order
+            # and total size; the assembler is not read while a consumer is attached).
+            if event.opcode in (Opcode.TEXT, Opcode.BINARY):
+                if event.fin:
+                    self._deliver_data(bytes(event.data), event.opcode is Opcode.TEXT)
+                else:
+                    self._fragments = [bytes(event.data)]
+                    self._fragments_text = event.opcode is Opcode.TEXT
                 return
-            try:
-                text = data.decode()
-            except UnicodeDecodeError as exc:
-                self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            if event.opcode is Opcode.CONT and self._fragments is not None:
+                self._fragments.append(bytes(event.data))
+                if event.fin:
+                    data, self._fragments = b"".join(self._fragments), None
+                    self._deliver_data(data, self._fragments_text)
                 return
-            self._deliver(text)
-            return
         super().process_event(event)
+
+    def _deliver_data(self, data: bytes, is_text: bool) -> None:
+        if not is_text:
+            self._deliver(data)
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            return
+        self._deliver(text)
 
     def data_received(self, data: bytes) -> None:
         if (

@@ -61,6 +61,13 @@ class MediaConnection(ServerConnection):
         """This connection carries a call: keep its messages for :meth:`attach`."""
         self._media = True
         self._early = []
+        # Frames pipelined with the upgrade request were parsed before the server knew this
+        # connection carries media, so websockets queued them for recv(): take them back.
+        assembler = self.recv_messages
+        queued = assembler.frames.queue
+        while queued:
+            self.process_event(queued.popleft())
+        assembler.maybe_resume()
 
     def attach(self, consumer: Consumer) -> None:
         """Deliver every data message to ``consumer``, starting with those already here.
@@ -79,11 +86,11 @@ class MediaConnection(ServerConnection):
         self._consumer = None
         self._media = False
         self._early = None
-        if self._fragments is not None:
+        fragments, self._fragments = self._fragments, None
+        if fragments is not None and self.protocol.state is State.OPEN:
             # Mid-message: the assembler gets the start so far, and the rest as it comes.
             opcode = Opcode.TEXT if self._fragments_text else Opcode.BINARY
-            data, self._fragments = b"".join(self._fragments), None
-            super().process_event(Frame(opcode, data, fin=False))
+            super().process_event(Frame(opcode, b"".join(fragments), fin=False))
 
     # ---- websockets' hooks ---------------------------------------------------------
 

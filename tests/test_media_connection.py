@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge.app import BridgeApp
@@ -48,13 +49,22 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 
 
 def wire_frame(
-    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = True,
+    long_length: bool = False,
 ) -> bytes:
-    """One client frame, as RFC 6455 section 5.2 lays it out (any flags the test wants)."""
+    """One client frame, as RFC 6455 section 5.2 lays it out (any flags the test wants);
+    ``long_length`` writes the length in 64 bits whatever it is."""
     head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
     mask_bit = 0x80 if masked else 0
     n = len(payload)
-    if n < 126:
+    if long_length:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", n)
+    elif n < 126:
         head += bytes([mask_bit | n])
     elif n < 1 << 16:
         head += bytes([mask_bit | 126]) + struct.pack("!H", n)
@@ -265,6 +275,7 @@ async def test_split_or_coalesced_frames_give_the_same_call(
     wire = b"".join(text(m) for m in [*messages, enc.stop()])
     client = await WireClient.connect(bridge.app)
     conn = await bridge.connection()
+    reads = count_reads(conn)
     if mode == "bytewise":
         await client.bytewise(wire)
     else:
@@ -272,6 +283,23 @@ async def test_split_or_coalesced_frames_give_the_same_call(
     assert await client.finish() == 1000
     assert comparable(await bridge.ended()) == want
     assert conn.fast_frames == len(messages) + 1
+    if mode == "bytewise":
+        assert len(reads) > len(wire) // 2  # the bridge really read the frames apart
+    else:
+        assert len(reads) < len(messages) // 4  # ... or many frames at a time
+
+
+def count_reads(conn: MediaConnection) -> list[int]:
+    """The sizes of the chunks the transport hands ``conn`` from now on."""
+    reads: list[int] = []
+    original = conn.data_received
+
+    def counting(data: bytes) -> None:
+        reads.append(len(data))
+        original(data)
+
+    conn.data_received = counting  # type: ignore[method-assign]
+    return reads
 
 
 async def test_a_fragmented_message_in_the_middle_of_media_arrives_once_in_order(
@@ -310,3 +338,156 @@ async def test_a_fragmented_message_in_the_middle_of_media_arrives_once_in_order
     assert wire["sequence_duplicates"] == wire["sequence_reorders"] == wire["sequence_gaps"] == 0
     assert client.pongs == [b"between"]
     assert conn.fast_frames == sent - 2  # the two fragmented messages went to websockets
+
+
+async def test_pings_between_media_are_answered_and_change_nothing(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    want = await reference(tmp_path)
+    enc, messages = call_messages()
+    client = await WireClient.connect(bridge.app)
+    conn = await bridge.connection()
+    pings = []
+    for i, m in enumerate([*messages, enc.stop()]):
+        if i % 10 == 5:
+            pings.append(f"ping-{i}".encode())
+            await client.write(wire_frame(OP_PING, pings[-1]) + text(m))  # in one write
+        else:
+            await client.write(text(m))
+    assert await client.finish() == 1000
+    assert comparable(await bridge.ended()) == want
+    assert client.pongs == pings
+    assert conn.fast_frames == len(messages) + 1
+
+
+async def test_a_frame_with_a_64_bit_length_hands_the_stream_to_websockets(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    """A length the fast path does not size (legal, if not minimal): websockets parses the
+    rest of the connection, and the call is the same."""
+    want = await reference(tmp_path)
+    enc, messages = call_messages()
+    client = await WireClient.connect(bridge.app)
+    conn = await bridge.connection()
+    at = len(messages) // 3
+    for i, m in enumerate([*messages, enc.stop()]):
+        await client.write(wire_frame(OP_TEXT, m.encode(), long_length=i == at))
+    assert await client.finish() == 1000
+    assert comparable(await bridge.ended()) == want
+    assert conn.fast_frames == at
+
+
+async def started_client(bridge: Bridge) -> tuple[WireClient, MediaConnection]:
+    """A client whose call has started and sent a little media."""
+    enc, messages = call_messages()
+    client = await WireClient.connect(bridge.app)
+    conn = await bridge.connection()
+    for m in messages[:10]:
+        await client.write(text(m))
+    return client, conn
+
+
+BAD_FRAMES = {
+    "oversize": (wire_frame(OP_TEXT, b"x" * (MAX_MESSAGE + 1)), 1009, "too_big"),
+    "oversize, 64-bit length": (wire_frame(OP_TEXT, b"x" * 70_000), 1009, "too_big"),
+    "oversize in fragments": (
+        wire_frame(OP_TEXT, b"x" * 3000, fin=False) + wire_frame(OP_CONT, b"x" * 3000),
+        1009,
+        "too_big",
+    ),
+    "invalid utf-8": (wire_frame(OP_TEXT, b'{"event": "\xff\xfe"}'), 1007, "invalid_utf8"),
+    "invalid utf-8 in fragments": (
+        wire_frame(OP_TEXT, b'{"event": "\xc3', fin=False) + wire_frame(OP_CONT, b'(x"}'),
+        1007,
+        "invalid_utf8",
+    ),
+    "unmasked": (wire_frame(OP_TEXT, b'{"event":"x"}', masked=False), 1002, "protocol_error"),
+    "rsv bits": (wire_frame(OP_TEXT, b'{"event":"x"}', rsv=0b100), 1002, "protocol_error"),
+    "unknown opcode": (wire_frame(0x3, b"{}"), 1002, "protocol_error"),
+    "continuation out of the blue": (wire_frame(OP_CONT, b"{}"), 1002, "protocol_error"),
+    "a whole message inside a fragmented one": (
+        wire_frame(OP_TEXT, b'{"ev', fin=False) + wire_frame(OP_TEXT, b'{"event":"x"}'),
+        1002,
+        "protocol_error",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FRAMES))
+async def test_bad_frames_close_with_websockets_own_codes(bridge: Bridge, case: str) -> None:
+    bad, code, reason = BAD_FRAMES[case]
+    client, conn = await started_client(bridge)
+    await client.write(bad)
+    assert await client.finish() == code
+    ended = await bridge.ended()
+    assert ended["reason"] == reason
+    assert ended["wire"]["messages"] == 10  # nothing of the bad frame reached the call
+
+
+@pytest.mark.parametrize("when", ["with the upgrade request", "right after the upgrade"])
+async def test_messages_before_the_call_attaches_arrive_in_order(
+    bridge: Bridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """The opening frames and the first media arrive before the call is reading: in the same
+    TCP write as the upgrade request, or in one write the moment the 101 is in."""
+    want = await reference(tmp_path)
+    pending_at_attach: list[int] = []
+    attached = asyncio.Event()
+    attach = MediaConnection.attach
+
+    def late_attach(self: MediaConnection, consumer: Any) -> None:
+        # The call starts reading only once the early frames are all in (a slow call start),
+        # so they wait in the connection's early list whatever the scheduling.
+        if len(self._early or ()) < 40 and self.protocol.state is State.OPEN:
+            asyncio.get_running_loop().call_later(0.005, late_attach, self, consumer)
+            return
+        pending_at_attach.append(len(self._early or ()))
+        attach(self, consumer)
+        attached.set()
+
+    monkeypatch.setattr(MediaConnection, "attach", late_attach)
+    enc, messages = call_messages()
+    early = b"".join(text(m) for m in messages[:40])
+    if when == "with the upgrade request":
+        client = await WireClient.connect(bridge.app, pipelined=early)
+    else:
+        client = await WireClient.connect(bridge.app)
+        await client.write(early)
+    await asyncio.wait_for(attached.wait(), 10)  # the rest once the call reads
+    for m in [*messages[40:], enc.stop()]:
+        await client.write(text(m))
+    assert await client.finish() == 1000
+    assert comparable(await bridge.ended()) == want
+    assert pending_at_attach == [40]
+
+
+async def test_audiohook_goodbye_is_read_after_the_call_detaches(bridge: Bridge) -> None:
+    """The bridge ends an AudioHook session (shutdown): it sends ``disconnect`` and reads the
+    client's ``close`` with recv(), after the push path has detached, then answers ``closed``
+    and closes with AudioHook's own code."""
+    client = AudioHookClient()
+    frames = pcm_frames()[:25]
+    async with connect(bridge.app.url("/audiohook"), compression=None) as ws:
+        conn = await bridge.connection()
+        await ws.send(client.open())
+        while not client.state.opened:
+            client.receive(str(await asyncio.wait_for(ws.recv(), 10)))
+        for pcm in frames:
+            audio = client.audio(pcm)
+            assert audio is not None
+            await ws.send(audio)
+        while conn.fast_frames < 1 + len(frames):  # all of it read by the bridge
+            await asyncio.sleep(0.005)
+        stopping = asyncio.create_task(bridge.app.stop(drain_timeout_s=0.0))
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                client.receive(str(await asyncio.wait_for(ws.recv(), 10)))
+                for answer in client.data_to_send():  # `close`, in answer to `disconnect`
+                    await ws.send(answer)
+        await asyncio.wait_for(stopping, 30)
+        assert ws.close_code == 1000
+    assert client.state.disconnect_reason != ""
+    assert client.state.closed  # the bridge read our close and answered it
+    assert conn.fast_frames == 1 + len(frames)  # the goodbye's close went through recv()
+    ended = await bridge.ended()
+    assert ended["reason"] == "shutdown"

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
@@ -29,6 +30,8 @@ try:
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - the pure-Python build of websockets
     from websockets.utils import apply_mask
+
+log = structlog.get_logger(__name__)
 
 Consumer = Callable[[str | bytes], None]
 
@@ -76,6 +79,8 @@ class MediaConnection(ServerConnection):
         """
         early, self._early = self._early or [], None
         self._consumer = consumer
+        if self.early_dropped:  # final now: only the early list drops (in the call's context)
+            log.warning("early_messages_dropped", dropped=self.early_dropped, limit=EARLY_LIMIT)
         for message in early:
             if self._consumer is not consumer:
                 break  # the consumer detached itself while catching up

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -191,8 +190,8 @@ class Bridge:
         return {**ended.data, "finals": finals, "digits": dtmf}
 
 
-@pytest.fixture
-async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
+@contextlib.asynccontextmanager
+async def running_bridge() -> AsyncIterator[Bridge]:
     got = Collector()
     app = BridgeApp(settings(), sinks=[CallbackSink(got)])
     await app.start()
@@ -200,6 +199,12 @@ async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
         yield Bridge(app, got)
     finally:
         await app.stop()
+
+
+@pytest.fixture
+async def bridge() -> AsyncIterator[Bridge]:
+    async with running_bridge() as running:
+        yield running
 
 
 def pcm_frames() -> list[bytes]:
@@ -249,15 +254,10 @@ async def normal_call(bridge: Bridge) -> dict[str, Any]:
 _REFERENCE: dict[str, Any] = {}
 
 
-async def reference(tmp_path: Path) -> dict[str, Any]:
+async def reference() -> dict[str, Any]:
     if not _REFERENCE:
-        got = Collector()
-        app = BridgeApp(settings(), sinks=[CallbackSink(got)])
-        await app.start()
-        try:
-            _REFERENCE.update(await normal_call(Bridge(app, got)))
-        finally:
-            await app.stop()
+        async with running_bridge() as other:
+            _REFERENCE.update(await normal_call(other))
     return _REFERENCE
 
 
@@ -267,10 +267,8 @@ async def test_a_plain_call_takes_the_fast_path(bridge: Bridge) -> None:
 
 
 @pytest.mark.parametrize("mode", ["bytewise", "coalesced"])
-async def test_split_or_coalesced_frames_give_the_same_call(
-    bridge: Bridge, tmp_path: Path, mode: str
-) -> None:
-    want = await reference(tmp_path)
+async def test_split_or_coalesced_frames_give_the_same_call(bridge: Bridge, mode: str) -> None:
+    want = await reference()
     enc, messages = call_messages()
     wire = b"".join(text(m) for m in [*messages, enc.stop()])
     client = await WireClient.connect(bridge.app)
@@ -340,10 +338,8 @@ async def test_a_fragmented_message_in_the_middle_of_media_arrives_once_in_order
     assert conn.fast_frames == sent - 2  # the two fragmented messages went to websockets
 
 
-async def test_pings_between_media_are_answered_and_change_nothing(
-    bridge: Bridge, tmp_path: Path
-) -> None:
-    want = await reference(tmp_path)
+async def test_pings_between_media_are_answered_and_change_nothing(bridge: Bridge) -> None:
+    want = await reference()
     enc, messages = call_messages()
     client = await WireClient.connect(bridge.app)
     conn = await bridge.connection()
@@ -360,12 +356,10 @@ async def test_pings_between_media_are_answered_and_change_nothing(
     assert conn.fast_frames == len(messages) + 1
 
 
-async def test_a_frame_with_a_64_bit_length_hands_the_stream_to_websockets(
-    bridge: Bridge, tmp_path: Path
-) -> None:
+async def test_a_frame_with_a_64_bit_length_hands_the_stream_to_websockets(bridge: Bridge) -> None:
     """A length the fast path does not size (legal, if not minimal): websockets parses the
     rest of the connection, and the call is the same."""
-    want = await reference(tmp_path)
+    want = await reference()
     enc, messages = call_messages()
     client = await WireClient.connect(bridge.app)
     conn = await bridge.connection()
@@ -426,11 +420,11 @@ async def test_bad_frames_close_with_websockets_own_codes(bridge: Bridge, case: 
 
 @pytest.mark.parametrize("when", ["with the upgrade request", "right after the upgrade"])
 async def test_messages_before_the_call_attaches_arrive_in_order(
-    bridge: Bridge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
     """The opening frames and the first media arrive before the call is reading: in the same
     TCP write as the upgrade request, or in one write the moment the 101 is in."""
-    want = await reference(tmp_path)
+    want = await reference()
     pending_at_attach: list[int] = []
     attached = asyncio.Event()
     attach = MediaConnection.attach
@@ -491,3 +485,22 @@ async def test_audiohook_goodbye_is_read_after_the_call_detaches(bridge: Bridge)
     assert conn.fast_frames == 1 + len(frames)  # the goodbye's close went through recv()
     ended = await bridge.ended()
     assert ended["reason"] == "shutdown"
+
+
+async def test_early_messages_past_the_limit_are_dropped_counted_and_logged(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ivr_bridge.media_connection.EARLY_LIMIT", 30)
+    enc, messages = call_messages()
+    early = b"".join(text(m) for m in messages[:40])  # parsed with the request: 10 too many
+    with structlog.testing.capture_logs() as logs:
+        client = await WireClient.connect(bridge.app, pipelined=early)
+        conn = await bridge.connection()
+        for m in [*messages[40:], enc.stop()]:
+            await client.write(text(m))
+        assert await client.finish() == 1000
+    ended = await bridge.ended()
+    assert conn.early_dropped == 10
+    assert ended["wire"]["sequence_missing"] == 10  # the call saw the hole
+    dropped = [e for e in logs if e["event"] == "early_messages_dropped"]
+    assert [(e["dropped"], e["limit"]) for e in dropped] == [(10, 30)]

@@ -519,7 +519,11 @@ class TwilioStyleDialect(QueuedOutput):
             if seq != last + 1:
                 self.counters.sequence_gaps += 1
                 self.counters.sequence_missing += seq - last - 1
-            self._seen_bits = ((self._seen_bits << (seq - last)) | 1) & _SEQ_MASK
+            step = seq - last
+            # A jump past the window forgets it (and never shifts by a huge count).
+            self._seen_bits = (
+                ((self._seen_bits << step) | 1) & _SEQ_MASK if step < _SEQ_WINDOW else 1
+            )
             self._last_seq = seq
             return
         back = last - seq

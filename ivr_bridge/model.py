@@ -60,9 +60,14 @@ class CallStarted:
     custom_parameters: Mapping[str, str] = field(default_factory=_frozen_map)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Audio:
-    """Decoded audio for one channel: PCM16 little-endian mono at CallStarted.sample_rate."""
+    """Decoded audio for one channel: PCM16 little-endian mono at CallStarted.sample_rate.
+
+    Not frozen, unlike the other events: one is built per 20 ms frame, and a frozen
+    dataclass's ``__init__`` (``object.__setattr__`` per field) cost 1.5 us against 0.4 us.
+    Treat it as read-only all the same.
+    """
 
     channel: str
     pcm: bytes

@@ -145,6 +145,7 @@ class Call:
         self._flusher: asyncio.Task[int] | None = None  # sends the outbox on the push path
         self._pushed: asyncio.Future[tuple[str, tuple[int, str] | None]] | None = None
         self._push_context = contextvars.Context()
+        self._in_push = False  # messages arrive from the transport's callback (_push_loop)
         self._silence_mark: dict[str, int] = {}  # channel -> ledger silence at its last audio
         self.handle: CallHandle | None = None  # the dialog handler's view, from call start
         self._handler_task: asyncio.Task[None] | None = None
@@ -350,7 +351,7 @@ class Call:
                 message_no=self._messages,
             )
             return "protocol_error", (exc.close_code, exc.reason)
-        if any(isinstance(e, Audio) for e in events):
+        if any(type(e) is Audio for e in events):  # exact type: the per-frame check
             self._last_media = self._clock.now()
         elif self._bucket is not None and not self._bucket.take(self._clock.now()):
             # A flood of marks, DTMF or pings: this call ends, the others never notice.
@@ -373,9 +374,11 @@ class Call:
             asyncio.get_running_loop().create_future()
         )
         self._pushed = pushed
-        # The transport calls back outside this task: run each message in the call's context
-        # so its logs and the tasks it starts (channels, handler) carry the call_id.
+        # The transport calls back outside this task: events other than audio are handled in
+        # the call's context, so the tasks they start (channels, sink lanes, the handler) and
+        # their logs carry the call_id. Audio, 50 frames a second, starts nothing.
         self._push_context = contextvars.copy_context()
+        self._in_push = True
         closed: asyncio.Future[Any] = asyncio.ensure_future(stream.wait_closed())
         either: set[asyncio.Future[Any]] = {pushed, closed}
         stream.attach(self._on_pushed)
@@ -398,6 +401,7 @@ class Call:
             return pushed.result()
         finally:
             self._pushed = None
+            self._in_push = False
             stream.detach()
             closed.cancel()
 
@@ -406,11 +410,6 @@ class Call:
         pushed = self._pushed
         if pushed is None or pushed.done():
             return  # reading has ended; the goodbye path reads what follows
-        self._push_context.run(self._on_pushed_in_context, pushed, message)
-
-    def _on_pushed_in_context(
-        self, pushed: asyncio.Future[tuple[str, tuple[int, str] | None]], message: str | bytes
-    ) -> None:
         try:
             outcome = self._on_message(message)
         except Exception:
@@ -418,16 +417,21 @@ class Call:
             self._log.exception("message_handling_failed", message_no=self._messages)
             outcome = ("internal_error", (1011, "internal error"))
         if self._collect_output() and (self._flusher is None or self._flusher.done()):
-            self._flusher = asyncio.create_task(self._flush())
+            self._flusher = self._push_context.run(asyncio.create_task, self._flush())
         if outcome is not None and not pushed.done():
             pushed.set_result(outcome)
 
     def _handle_all(self, events: list[DialectEvent]) -> CallEnded | None:
         """Hand events on in order; stop at CallEnded and return it."""
         for event in events:
-            if isinstance(event, CallEnded):
+            if type(event) is Audio:
+                self._on_audio(event)
+            elif isinstance(event, CallEnded):
                 return event
-            self._handle(event)
+            elif self._in_push:
+                self._push_context.run(self._handle, event)
+            else:
+                self._handle(event)
         return None
 
     def _on_eof(self) -> str:
@@ -444,14 +448,17 @@ class Call:
             return transport_reason
         return said
 
+    def _on_audio(self, event: Audio) -> None:
+        channel = self._channels.get(event.channel)
+        if channel is not None:
+            channel.push_audio(event.pcm)
+            if self._recorder is not None:
+                self._recorder.on_audio(event.channel, event.pcm, channel.ledger.end)
+            self._silence_mark[event.channel] = channel.ledger.inserted_silence
+
     def _handle(self, event: DialectEvent) -> None:
         if isinstance(event, Audio):
-            channel = self._channels.get(event.channel)
-            if channel is not None:
-                channel.push_audio(event.pcm)
-                if self._recorder is not None:
-                    self._recorder.on_audio(event.channel, event.pcm, channel.ledger.end)
-                self._silence_mark[event.channel] = channel.ledger.inserted_silence
+            self._on_audio(event)
         elif isinstance(event, MediaGap):
             self._on_gap(event)
         elif isinstance(event, CallStarted):

@@ -520,8 +520,7 @@ class TwilioStyleDialect(QueuedOutput):
                 self.counters.sequence_gaps += 1
                 self.counters.sequence_missing += seq - last - 1
             step = seq - last
-            # A jump past the window forgets it all; shifting by a peer-chosen count (up to
-            # 10**18) would allocate that many bits.
+            # A jump past the window forgets it (and never shifts by a huge count).
             self._seen_bits = (
                 ((self._seen_bits << step) | 1) & _SEQ_MASK if step < _SEQ_WINDOW else 1
             )

@@ -504,3 +504,41 @@ async def test_early_messages_past_the_limit_are_dropped_counted_and_logged(
     assert ended["wire"]["sequence_missing"] == 10  # the call saw the hole
     dropped = [e for e in logs if e["event"] == "early_messages_dropped"]
     assert [(e["dropped"], e["limit"]) for e in dropped] == [(10, 30)]
+
+
+async def test_a_message_split_across_the_detach_reaches_recv(bridge: Bridge) -> None:
+    """The client's ``close`` is in flight as fragments when the bridge ends the session: the
+    first fragment arrives while the call is attached, the last after it detached. recv()
+    must still get the whole message (the part already in is handed to websockets)."""
+    client = AudioHookClient()
+    async with connect(bridge.app.url("/audiohook"), compression=None) as ws:
+        conn = await bridge.connection()
+        await ws.send(client.open())
+        while not client.state.opened:
+            client.receive(str(await asyncio.wait_for(ws.recv(), 10)))
+        for pcm in pcm_frames()[:10]:
+            audio = client.audio(pcm)
+            assert audio is not None
+            await ws.send(audio)
+        goodbye = client.close("end")
+        disconnected = asyncio.Event()
+
+        async def fragments() -> AsyncIterator[str]:
+            yield goodbye[:20]
+            await disconnected.wait()  # the bridge has detached by the time it says goodbye
+            yield goodbye[20:]
+
+        sending = asyncio.create_task(ws.send(fragments()))
+        while conn._fragments is None:  # the first fragment is in, waiting for the rest
+            await asyncio.sleep(0.005)
+        stopping = asyncio.create_task(bridge.app.stop(drain_timeout_s=0.0))
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                message = client.receive(str(await asyncio.wait_for(ws.recv(), 10)))
+                client.data_to_send()  # our close is already on its way
+                if message.type == "disconnect":
+                    disconnected.set()
+        await asyncio.wait_for(asyncio.gather(sending, stopping), 30)
+        assert ws.close_code == 1000
+    assert client.state.closed  # the bridge read the whole close and answered it
+    assert (await bridge.ended())["reason"] == "shutdown"

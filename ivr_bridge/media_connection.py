@@ -11,9 +11,10 @@ Everything else stays websockets' job: the handshake, control frames (ping, pong
 fragmented or oversized messages, invalid UTF-8 and every protocol error are handed, as whole
 frames, to websockets' own sans-I/O protocol, which answers them exactly as before; the data
 frames it parses (fragments too, joined here) still go to the consumer. A frame the fast path
-cannot size (a 64-bit length) switches the connection to websockets' parser for good. Before a consumer is attached (the short time between the handshake and the call's
-start), messages wait in a small bounded list; after :meth:`detach` they go to websockets'
-assembler again so ``recv()`` works for a goodbye exchange.
+cannot size (a 64-bit length) switches the connection to websockets' parser for good.
+Before a consumer is attached (the short time between the handshake and the call's start),
+messages wait in a small bounded list; after :meth:`detach` they go to websockets' assembler
+again so ``recv()`` works for a goodbye exchange.
 """
 
 from __future__ import annotations

@@ -72,12 +72,34 @@ def table(rows: list[tuple[int, LoadReport, LoadReport]]) -> str:
     return "\n".join(out)
 
 
+def tree_cmd(src: str) -> list[str]:
+    """``ivr-bridge serve`` from another source tree (that tree first on sys.path: with
+    ``python -c`` the working directory would otherwise win over PYTHONPATH)."""
+    launch = (
+        f"import sys; sys.path.insert(0, {src!r}); "
+        "from ivr_bridge.cli import main; sys.exit(main())"
+    )
+    return [sys.executable, "-c", launch, "serve", "--port", "{port}"]
+
+
+def parse_compare(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``LABEL=DIR[,KEY=VALUE...]``: a label, a source tree and extra environment."""
+    label, _, rest = spec.partition("=")
+    src, *pairs = rest.split(",")
+    env = dict(pair.split("=", 1) for pair in pairs)
+    return label, str(Path(src).resolve()), env
+
+
 async def run(
-    calls: list[int], duration: float, ramp: float, compare: dict[str, str] | None = None
+    calls: list[int],
+    duration: float,
+    ramp: float,
+    compare: list[tuple[str, str, dict[str, str]]] | None = None,
 ) -> list[tuple[int, LoadReport, LoadReport]]:
     """Each call count: baseline, then ivr-bridge; ``compare`` adds bridges built from other
-    source trees (label -> directory holding ``ivr_bridge/``), e.g. a checkout of main, for
-    the before/after of one optimization in the same run. Those print to stderr only."""
+    source trees (label, directory holding ``ivr_bridge/``, extra environment), e.g. a
+    checkout of main, for the before/after of one optimization in the same run. Those
+    print to stderr only."""
     rows = []
     for n in calls:
 
@@ -98,7 +120,7 @@ async def run(
             progress=say,
         )
         others = []
-        for label, src in (compare or {}).items():
+        for label, src, extra in compare or []:
             others.append(
                 await run_loadtest(
                     LoadTestOptions(
@@ -106,7 +128,8 @@ async def run(
                         duration_s=duration,
                         ramp_s=ramp,
                         label=label,
-                        server_env={**ONE, "PYTHONPATH": src},
+                        server_cmd=tree_cmd(src),
+                        server_env={**ONE, **extra},
                     ),
                     progress=say,
                 )
@@ -141,11 +164,12 @@ def main() -> None:
         "--compare",
         action="append",
         default=[],
-        metavar="LABEL=DIR",
-        help="also run the bridge from another source tree (e.g. `git archive main` unpacked)",
+        metavar="LABEL=DIR[,KEY=VALUE...]",
+        help="also run the bridge from another source tree (e.g. `git archive main` unpacked),"
+        " with extra environment (IVR_BRIDGE_SPEECHKIT_CHUNK_MS=100, say)",
     )
     args = parser.parse_args()
-    compare = {k: str(Path(v).resolve()) for k, v in (i.split("=", 1) for i in args.compare)}
+    compare = [parse_compare(spec) for spec in args.compare]
     rows = asyncio.run(run(args.calls, args.duration, args.ramp, compare))
     if args.json:
         print(

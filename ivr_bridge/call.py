@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -63,6 +66,21 @@ class MessageStream(Protocol):
     async def send(self, message: str | bytes) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
+
+
+@runtime_checkable
+class PushStream(MessageStream, Protocol):
+    """A stream that can deliver each message by calling the call (no task hop per frame).
+
+    ``attach`` starts delivery (messages that arrived before it first), ``detach`` returns to
+    ``recv()``; ``wait_closed`` returns once the socket is gone (``end_reason`` set if the
+    transport knows why)."""
+
+    def attach(self, consumer: Callable[[str | bytes], None]) -> None: ...
+
+    def detach(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +141,11 @@ class Call:
         self._reader: asyncio.Task[Any] | None = None
         self._recorder: CallRecorder | None = None
         self._send_lock = asyncio.Lock()  # frames leave in the order the dialect queued them
+        self._outbox: deque[str | bytes] = deque()  # the dialect's frames, on their way out
+        self._flusher: asyncio.Task[int] | None = None  # sends the outbox on the push path
+        self._pushed: asyncio.Future[tuple[str, tuple[int, str] | None]] | None = None
+        self._push_context = contextvars.Context()
+        self._in_push = False  # messages arrive from the transport's callback (_push_loop)
         self._silence_mark: dict[str, int] = {}  # channel -> ledger silence at its last audio
         self.handle: CallHandle | None = None  # the dialog handler's view, from call start
         self._handler_task: asyncio.Task[None] | None = None
@@ -202,13 +225,22 @@ class Call:
 
     # ---- the dialect's output ---------------------------------------------------------
 
+    def _collect_output(self) -> bool:
+        """Move the dialect's queued frames to the call's outbox; True if there were any."""
+        frames = self._dialect.data_to_send()
+        if frames:
+            self._outbox.extend(frames)
+        return bool(frames)
+
     async def _flush(self) -> int:
         """Send whatever the dialect has queued, in order; return how many frames."""
+        sent = 0
         async with self._send_lock:
-            frames = self._dialect.data_to_send()
-            for frame in frames:
-                await self._stream.send(frame)
-        return len(frames)
+            self._collect_output()
+            while self._outbox:
+                await self._stream.send(self._outbox.popleft())
+                sent += 1
+        return sent
 
     async def _await_goodbye_reply(self) -> None:
         """Keep reading after our goodbye until the dialect wants the socket closed (the
@@ -284,46 +316,122 @@ class Call:
             raise _StopReading(reason) from None
 
     async def _read_loop(self) -> tuple[str, tuple[int, str] | None]:
+        attach = getattr(self._stream, "attach", None)
+        if attach is not None and isinstance(self._stream, PushStream):
+            return await self._push_loop(self._stream)
         while True:
             try:
                 message = await self._next_message()
             except _StopReading as stop:
-                self._log.info("call_timed_out", reason=stop.reason)
-                if stop.reason == "start_timeout":
-                    return stop.reason, (1008, "no start message in time")
-                return stop.reason, (1000, "no media")
+                return self._timed_out(stop.reason)
             if message is None:
                 return self._on_eof(), None
-            try:
-                events = self._feed(message)
-            except DialectError as exc:
-                self._log.warning(
-                    "protocol_error",
-                    close_code=exc.close_code,
-                    reason=exc.reason,
-                    message_no=self._messages,
-                )
-                return "protocol_error", (exc.close_code, exc.reason)
-            if any(isinstance(e, Audio) for e in events):
-                self._last_media = self._clock.now()
-            elif self._bucket is not None and not self._bucket.take(self._clock.now()):
-                # A flood of marks, DTMF or pings: this call ends, the others never notice.
-                self._log.warning("message_rate_exceeded", message_no=self._messages)
-                return "rate_limited", (1008, "message rate limit exceeded")
-            ended = self._handle_all(events)
+            outcome = self._on_message(message)
             await self._flush()
-            if ended is not None:
-                return ended.reason, (1000, "call ended")
-            close = self._dialect.close_to_send()
-            if close is not None:
-                return "closed_by_dialect", close
+            if outcome is not None:
+                return outcome
+
+    def _timed_out(self, reason: str) -> tuple[str, tuple[int, str]]:
+        self._log.info("call_timed_out", reason=reason)
+        if reason == "start_timeout":
+            return reason, (1008, "no start message in time")
+        return reason, (1000, "no media")
+
+    def _on_message(self, message: str | bytes) -> tuple[str, tuple[int, str] | None] | None:
+        """One PBX message through the dialect and on; the end of reading, if it ends it.
+
+        Synchronous, so the push path runs it inside the transport's receive callback."""
+        try:
+            events = self._feed(message)
+        except DialectError as exc:
+            self._log.warning(
+                "protocol_error",
+                close_code=exc.close_code,
+                reason=exc.reason,
+                message_no=self._messages,
+            )
+            return "protocol_error", (exc.close_code, exc.reason)
+        if any(type(e) is Audio for e in events):  # exact type: the per-frame check
+            self._last_media = self._clock.now()
+        elif self._bucket is not None and not self._bucket.take(self._clock.now()):
+            # A flood of marks, DTMF or pings: this call ends, the others never notice.
+            self._log.warning("message_rate_exceeded", message_no=self._messages)
+            return "rate_limited", (1008, "message rate limit exceeded")
+        ended = self._handle_all(events)
+        if ended is not None:
+            return ended.reason, (1000, "call ended")
+        close = self._dialect.close_to_send()
+        if close is not None:
+            return "closed_by_dialect", close
+        return None
+
+    # ---- the push path: messages delivered by the transport, no task hop per frame ---
+
+    async def _push_loop(self, stream: PushStream) -> tuple[str, tuple[int, str] | None]:
+        """Reading when the transport pushes each message (server.py's media connection):
+        wait for the end of reading, the socket's close, or the start/media deadline."""
+        pushed: asyncio.Future[tuple[str, tuple[int, str] | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pushed = pushed
+        # The transport calls back outside this task: events other than audio are handled in
+        # the call's context, so the tasks they start (channels, sink lanes, the handler) and
+        # their logs carry the call_id. Audio, 50 frames a second, starts nothing.
+        self._push_context = contextvars.copy_context()
+        self._in_push = True
+        closed: asyncio.Future[Any] = asyncio.ensure_future(stream.wait_closed())
+        either: set[asyncio.Future[Any]] = {pushed, closed}
+        stream.attach(self._on_pushed)
+        try:
+            while not (pushed.done() or closed.done()):
+                deadline = self._read_deadline()
+                waiting = asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if deadline is None:
+                    await waiting
+                    continue
+                try:
+                    await self._clock.wait_for(waiting, max(0.0, deadline[0] - self._clock.now()))
+                except TimeoutError:
+                    # The deadline moves with media: end only if it has really passed.
+                    deadline = self._read_deadline()
+                    if deadline is not None and self._clock.now() >= deadline[0]:
+                        return self._timed_out(deadline[1])
+            if not pushed.done():
+                return self._on_eof(), None
+            return pushed.result()
+        finally:
+            self._pushed = None
+            self._in_push = False
+            stream.detach()
+            closed.cancel()
+
+    def _on_pushed(self, message: str | bytes) -> None:
+        """The transport's consumer: runs inside its receive callback, never raises."""
+        pushed = self._pushed
+        if pushed is None or pushed.done():
+            return  # reading has ended; the goodbye path reads what follows
+        try:
+            outcome = self._on_message(message)
+        except Exception:
+            # A bug must end this call, not the transport callback (or another call).
+            self._log.exception("message_handling_failed", message_no=self._messages)
+            outcome = ("internal_error", (1011, "internal error"))
+        if self._collect_output() and (self._flusher is None or self._flusher.done()):
+            self._flusher = self._push_context.run(asyncio.create_task, self._flush())
+        if outcome is not None and not pushed.done():
+            pushed.set_result(outcome)
 
     def _handle_all(self, events: list[DialectEvent]) -> CallEnded | None:
         """Hand events on in order; stop at CallEnded and return it."""
         for event in events:
-            if isinstance(event, CallEnded):
+            if type(event) is Audio:
+                self._on_audio(event)
+            elif isinstance(event, CallEnded):
                 return event
-            self._handle(event)
+            elif self._in_push:
+                self._push_context.run(self._handle, event)
+            else:
+                self._handle(event)
         return None
 
     def _on_eof(self) -> str:
@@ -340,14 +448,17 @@ class Call:
             return transport_reason
         return said
 
+    def _on_audio(self, event: Audio) -> None:
+        channel = self._channels.get(event.channel)
+        if channel is not None:
+            channel.push_audio(event.pcm)
+            if self._recorder is not None:
+                self._recorder.on_audio(event.channel, event.pcm, channel.ledger.end)
+            self._silence_mark[event.channel] = channel.ledger.inserted_silence
+
     def _handle(self, event: DialectEvent) -> None:
         if isinstance(event, Audio):
-            channel = self._channels.get(event.channel)
-            if channel is not None:
-                channel.push_audio(event.pcm)
-                if self._recorder is not None:
-                    self._recorder.on_audio(event.channel, event.pcm, channel.ledger.end)
-                self._silence_mark[event.channel] = channel.ledger.inserted_silence
+            self._on_audio(event)
         elif isinstance(event, MediaGap):
             self._on_gap(event)
         elif isinstance(event, CallStarted):

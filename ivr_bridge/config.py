@@ -79,7 +79,7 @@ class SpeechKitSettings:
     literature_text: bool = False
     eou_sensitivity: str = "DEFAULT"
     max_pause_between_words_hint_ms: int = 0
-    chunk_ms: int = 100
+    chunk_ms: int = 200  # SpeechKit's own samples send 250 ms; each gRPC write costs CPU
 
     @property
     def has_credentials(self) -> bool:

@@ -8,12 +8,15 @@ ivr_bridge/events/types.py).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
+
+import orjson
 
 EVENT_SCHEMA: Final = "ivr-bridge.event/1"
 
@@ -57,9 +60,14 @@ class CallStarted:
     custom_parameters: Mapping[str, str] = field(default_factory=_frozen_map)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Audio:
-    """Decoded audio for one channel: PCM16 little-endian mono at CallStarted.sample_rate."""
+    """Decoded audio for one channel: PCM16 little-endian mono at CallStarted.sample_rate.
+
+    Not frozen, unlike the other events: one is built per 20 ms frame, and a frozen
+    dataclass's ``__init__`` (``object.__setattr__`` per field) cost 1.5 us against 0.4 us.
+    Treat it as read-only all the same.
+    """
 
     channel: str
     pcm: bytes
@@ -276,3 +284,14 @@ class UtteranceEvent:
             "time": iso_utc(self.wall_time),
             "data": self.data.to_data() if isinstance(self.data, EventPayload) else dict(self.data),
         }
+
+
+def event_json(event: UtteranceEvent) -> bytes:
+    """An event as compact UTF-8 JSON, as every sink sends it (orjson: several times faster
+    than the stdlib, and sinks serialize every event of every call)."""
+    payload = event.to_json()
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        # Something orjson refuses (a lone surrogate in a string): the stdlib escapes it.
+        return json.dumps(payload).encode()

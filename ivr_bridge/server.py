@@ -39,6 +39,7 @@ from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events_api import PATH as EVENTS_PATH
 from ivr_bridge.events_api import EventsApi
 from ivr_bridge.limits import AddressSlots, CloseFrame, RateLimitedLog, close_reason
+from ivr_bridge.media_connection import MediaConnection
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.overload import AdmissionPolicy, LoadMonitor, OverloadLimits
 from ivr_bridge.recognition.base import Recognizer
@@ -47,8 +48,17 @@ from ivr_bridge.workers import WorkerPeers
 log = structlog.get_logger(__name__)
 
 
+def _end_reason(closed: ConnectionClosed) -> str | None:
+    sent = CloseFrame(closed.sent.code, closed.sent.reason) if closed.sent else None
+    rcvd = CloseFrame(closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None
+    # Only a close our side sent first says what went wrong on the wire.
+    first = sent if sent is not None and not closed.rcvd_then_sent else None
+    return close_reason(first, rcvd)
+
+
 class _WebsocketStream:
-    """Adapts a websockets connection to call.MessageStream."""
+    """Adapts a websockets connection to call.MessageStream (and, for a media connection,
+    to call.PushStream: messages delivered straight from the transport)."""
 
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
@@ -58,11 +68,7 @@ class _WebsocketStream:
         try:
             return await self._ws.recv()
         except ConnectionClosed as closed:
-            sent = CloseFrame(closed.sent.code, closed.sent.reason) if closed.sent else None
-            rcvd = CloseFrame(closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else None
-            # Only a close our side sent first says what went wrong on the wire.
-            first = sent if sent is not None and not closed.rcvd_then_sent else None
-            self.end_reason = close_reason(first, rcvd)
+            self.end_reason = _end_reason(closed)
             return None
 
     async def send(self, message: str | bytes) -> None:
@@ -85,6 +91,24 @@ class _WebsocketStream:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await self._ws.recv()
+
+
+class _MediaStream(_WebsocketStream):
+    """A media connection's stream: the call is handed every message as it is parsed."""
+
+    def __init__(self, ws: MediaConnection) -> None:
+        super().__init__(ws)
+        self._media = ws
+
+    def attach(self, consumer: Callable[[str | bytes], None]) -> None:
+        self._media.attach(consumer)
+
+    def detach(self) -> None:
+        self._media.detach()
+
+    async def wait_closed(self) -> None:
+        await self._media.wait_closed()
+        self.end_reason = _end_reason(self._media.protocol.close_exc)
 
 
 def upgrade_request(
@@ -224,6 +248,7 @@ class BridgeServer:
             open_timeout=self._open_timeout,
             close_timeout=5,
             ssl=self._tls,
+            create_connection=MediaConnection,
         )
         self._monitor.start()
         if self._peers is not None:
@@ -419,6 +444,8 @@ class BridgeServer:
             self.metrics.upgrade_refused(route.name, "internal error")
             return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
         self._accepted[connection] = (route, dialect)
+        if isinstance(connection, MediaConnection):
+            connection.expect_media()
         return None
 
     # ---- one websocket = one call -------------------------------------------------------
@@ -439,7 +466,7 @@ class BridgeServer:
         call = Call(
             call_id="call_" + uuid.uuid4().hex[:20],
             dialect=dialect,
-            stream=_WebsocketStream(ws),
+            stream=_MediaStream(ws) if isinstance(ws, MediaConnection) else _WebsocketStream(ws),
             recognizer=self._recognizer,
             options=self._options,
             bus=self._bus,

@@ -46,6 +46,8 @@ class ExotelDialect(TwilioStyleDialect):
     seq_key = "sequence_number"
     stream_key = "stream_sid"
     stream_required = False
+    media_layout_keys = ("chunk", "timestamp")
+    stream_before_media = True
     media_track_key = None
     dtmf_duration_key = "duration"
 

@@ -111,7 +111,12 @@ def _as_text(value: Any, what: str) -> str:
 
 
 def _count(value: Any, what: str) -> int:
-    if isinstance(value, str) and 0 < len(value) <= MAX_DIGITS and value.isdigit():
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_DIGITS
+        and value.isascii()
+        and value.isdigit()
+    ):
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value

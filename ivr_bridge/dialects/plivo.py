@@ -58,6 +58,8 @@ class PlivoDialect(TwilioStyleDialect):
     name = "plivo"
     stream_key = "streamId"
     stream_required = False
+    media_layout_keys = ("track", "timestamp", "chunk")
+    stream_before_media = True
     mark_event = "playedStream"
     acknowledged_events = frozenset({"clearedAudio"})
     timestamp_is_epoch = True

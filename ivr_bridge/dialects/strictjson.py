@@ -14,7 +14,6 @@ identity), :func:`unsupported` 1003 (formats we do not take).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
@@ -234,7 +233,7 @@ def b64decode(payload: str, what: str = "media.payload") -> bytes:
         raw = binascii.a2b_base64(encoded, strict_mode=True)
     except binascii.Error:
         raise invalid(f"{what} is not base64") from None
-    if base64.b64encode(raw) != encoded:
+    if binascii.b2a_base64(raw, newline=False) != encoded:
         raise invalid(f"{what} is not canonical base64")
     return raw
 

@@ -20,7 +20,7 @@ Close codes: 1007 malformed message; 1002 protocol violation; 1003 unsupported d
 from __future__ import annotations
 
 import base64
-from collections import deque
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Final
@@ -76,6 +76,7 @@ TRACK_ALIASES: Final = {
 }
 _CAPABILITIES: Final = frozenset({"play", "mark", "clear", "disconnect"})
 _SEQ_WINDOW: Final = 1024  # how far back a repeated sequence number counts as a duplicate
+_SEQ_MASK: Final = (1 << _SEQ_WINDOW) - 1
 
 
 def recognizer_rate(wire_rate: int) -> int:
@@ -143,6 +144,9 @@ class TwilioStyleDialect(QueuedOutput):
     # True: start lists the tracks, and media on another is a protocol error. False: tracks
     # come from configuration, and media on an unconfigured track is counted and dropped.
     tracks_announced: ClassVar[bool] = True
+    # How the platform lays out a media message (media_layout: the per-frame fast path).
+    media_layout_keys: ClassVar[tuple[str, ...]] = ("track", "chunk", "timestamp")
+    stream_before_media: ClassVar[bool] = False
 
     def __init__(self, *, fill_timestamp_gaps: bool = False) -> None:
         self.counters = StreamCounters()
@@ -152,9 +156,11 @@ class TwilioStyleDialect(QueuedOutput):
         self._start: StreamStart | None = None
         self._stopped = False
         self._last_seq: int | None = None
-        self._seen_seq: set[int] = set()
-        self._seen_order: deque[int] = deque()
+        # Bit i: sequence number (last - i) was seen; _SEQ_WINDOW bits (128 bytes, where a
+        # set of the last 1,024 numbers took ~40 KB per call).
+        self._seen_bits = 0
         self._track_time: dict[str, tuple[int, float]] = {}  # track -> (last stamp, frame ms)
+        self._media_layout: re.Pattern[str] | None = None  # set at start (media_layout)
         self._handlers: dict[str, Callable[[dict[str, Any]], list[DialectEvent]]] = {
             "connected": self._on_connected,
             "start": self._on_start,
@@ -289,6 +295,13 @@ class TwilioStyleDialect(QueuedOutput):
     def _receive(self, text: str) -> list[DialectEvent]:
         if self._stopped:
             raise sj.protocol("message after stop")
+        layout = self._media_layout
+        if layout is not None:
+            match = layout.fullmatch(text)
+            if match is not None:
+                fast = self._fast_media(match)
+                if fast is not None:
+                    return fast
         message = self.unwrap(sj.obj(sj.loads(text), "message"))
         event = message.get("event")
         if not isinstance(event, str):
@@ -318,6 +331,7 @@ class TwilioStyleDialect(QueuedOutput):
         seq = self._sequence(message)
         start = self.parse_start(message)
         self._start = start
+        self._media_layout = media_layout(self, start.stream_id)
         self._note_sequence(seq)
         out_rate = recognizer_rate(start.wire_rate)
         return [
@@ -350,7 +364,40 @@ class TwilioStyleDialect(QueuedOutput):
         sj.optional_decimal(body, "chunk", "media.chunk")
         stamp = sj.optional_decimal(body, self.timestamp_key, f"media.{self.timestamp_key}")
         payload = sj.text(sj.required(body, "payload", "media.payload"), "media.payload")
-        raw = sj.b64decode(payload)
+        return self._media(start, seq, track, stamp, sj.b64decode(payload))
+
+    def _fast_media(self, match: re.Match[str]) -> list[DialectEvent] | None:
+        """A media message in the platform's own canonical layout (see media_layout): the
+        same checks and result as ``_on_media``, without the general JSON parse. None: the
+        general path decides (a missing track that the start announced, say)."""
+        start = self._start
+        assert start is not None
+        seq, seq_n, raw_track, stamp, stamp_n, payload, sid = match.group(
+            "seq", "seq_n", "track", "stamp", "stamp_n", "payload", "sid"
+        )
+        if sid is not None and sid != start.stream_id:
+            return None  # the general path refuses it, with its own reason
+        seq = seq or seq_n
+        stamp = stamp or stamp_n
+        if raw_track:
+            what = f"media.{self.media_track_key}"
+            track = self._track(raw_track, what, strict=self.tracks_announced)
+        elif self.media_track_key is None or not self.tracks_announced:
+            track = "inbound"
+        else:
+            return None
+        return self._media(
+            start,
+            int(seq) if seq else None,
+            track,
+            int(stamp) if stamp else None,
+            sj.b64decode(payload),
+        )
+
+    def _media(
+        self, start: StreamStart, seq: int | None, track: str, stamp: int | None, raw: bytes
+    ) -> list[DialectEvent]:
+        """A validated media frame: account for it and hand its audio on."""
         pcm = self._decode(raw, start)
         self._note_sequence(seq)
         if track not in start.tracks:
@@ -465,20 +512,27 @@ class TwilioStyleDialect(QueuedOutput):
         if seq is None:
             return
         last = self._last_seq
-        if last is not None and seq != last + 1:
-            if seq > last:
+        if last is None:
+            self._last_seq, self._seen_bits = seq, 1
+            return
+        if seq > last:
+            if seq != last + 1:
                 self.counters.sequence_gaps += 1
                 self.counters.sequence_missing += seq - last - 1
-            elif seq in self._seen_seq:
-                self.counters.sequence_duplicates += 1
-                return
-            else:
-                self.counters.sequence_reorders += 1
-        self._last_seq = seq if last is None else max(last, seq)
-        self._seen_seq.add(seq)
-        self._seen_order.append(seq)
-        if len(self._seen_order) > _SEQ_WINDOW:
-            self._seen_seq.discard(self._seen_order.popleft())
+            step = seq - last
+            # A jump past the window forgets it (and never shifts by a huge count).
+            self._seen_bits = (
+                ((self._seen_bits << step) | 1) & _SEQ_MASK if step < _SEQ_WINDOW else 1
+            )
+            self._last_seq = seq
+            return
+        back = last - seq
+        if back < _SEQ_WINDOW and (self._seen_bits >> back) & 1:
+            self.counters.sequence_duplicates += 1
+            return
+        self.counters.sequence_reorders += 1
+        if back < _SEQ_WINDOW:
+            self._seen_bits |= 1 << back
 
     def _note_timestamp(self, track: str, stamp: int | None, frame_ms: float) -> int:
         """Accounts the frame's timestamp; returns whole ms skipped before it (0 if none)."""
@@ -499,6 +553,61 @@ class TwilioStyleDialect(QueuedOutput):
                 self.counters.timestamp_gap_ms += skipped_ms
         self._track_time[track] = (stamp, frame_ms)
         return skipped_ms
+
+
+_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+
+
+def _number(name: str) -> str:
+    """A counter as sj.decimal takes it: a quoted decimal string or a bare JSON integer."""
+    return f'(?:"(?P<{name}>[0-9]{{1,18}})"|(?P<{name}_n>0|[1-9][0-9]{{0,17}}))'
+
+
+def media_layout(dialect: TwilioStyleDialect, stream_id: str) -> re.Pattern[str] | None:
+    """The exact text of a media message as the platform lays it out.
+
+    Media arrives 50 times a second per track, always in the platform's one layout
+    (Twilio's: event, sequence number, media {track, chunk, timestamp, payload}, stream
+    id; the order is the dialect's ``media_layout_keys`` and ``stream_before_media``). A
+    message that matches in full is valid strict JSON with exactly these keys, once each,
+    so the dialect can skip the general parse (it still compares the stream id); any other
+    text (another order, spacing, extra keys, escapes) takes the general path. None when
+    this stream's id has characters JSON might escape.
+    """
+    if not _PLAIN_ID.fullmatch(stream_id):
+        return None
+    cls = type(dialect)
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = _layout(cls)
+    return layout
+
+
+_LAYOUTS: dict[type[TwilioStyleDialect], re.Pattern[str]] = {}  # compiled once per class
+
+
+def _layout(cls: type[TwilioStyleDialect]) -> re.Pattern[str]:
+    seq_key, track_key, timestamp_key = cls.seq_key, cls.media_track_key, cls.timestamp_key
+    keys, stream_key, stream_required = cls.media_layout_keys, cls.stream_key, cls.stream_required
+    stream_first = cls.stream_before_media
+    fields = {
+        "track": f'(?:"{track_key}":"(?P<track>[a-z_]{{1,24}})",)?',
+        "chunk": f'(?:"chunk":{_number("chunk")},)?',
+        "timestamp": f'(?:"{timestamp_key}":{_number("stamp")},)?',
+    }
+    if track_key is None or "track" not in keys:
+        fields["track"] = "(?P<track>)"  # no track key: the group is always empty
+        keys = ("track", *(k for k in keys if k != "track"))
+    media = "".join(fields[k] for k in keys) + '"payload":"(?P<payload>[A-Za-z0-9+/]+={0,2})"'
+    stream = f'"{stream_key}":"(?P<sid>[A-Za-z0-9_.:\\-]{{1,128}})"'
+    seq = f'(?:"{seq_key}":{_number("seq")},)?'
+    if stream_first:
+        head = seq + (stream + "," if stream_required else f"(?:{stream},)?")
+        tail = ""
+    else:
+        head = seq
+        tail = "," + stream if stream_required else f"(?:,{stream})?"
+    return re.compile('\\{"event":"media",' + head + '"media":\\{' + media + "\\}" + tail + "\\}")
 
 
 def _swap16(data: bytes) -> bytes:

@@ -39,7 +39,7 @@ from ivr_bridge.backoff import backoff_delay
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.errors import BridgeError, ConfigError, SinkError
 from ivr_bridge.events.types import EVENT_TYPES
-from ivr_bridge.model import UtteranceEvent
+from ivr_bridge.model import UtteranceEvent, event_json
 
 log = structlog.get_logger(__name__)
 
@@ -185,7 +185,7 @@ class NatsSink:
             raise SinkError(f"no stream subject for event type {event.type!r}")
         if event.type == "call_started":
             await self._subscribe_commands(event.call_id)
-        body = json.dumps(event.to_json(), ensure_ascii=False).encode()
+        body = event_json(event)
         subject = self.subject(event)
         deadline = self._clock.now() + self._retry_total
         attempt = 0

@@ -1,23 +1,24 @@
 """Append every event to a file as one JSON object per line, surviving log rotation.
 
 The file is reopened on ``reopen()`` (the CLI calls it on SIGHUP through EventBus.reopen) and
-also whenever the path no longer names the open file: before each write the path's device
-and inode are compared with the open handle's (one stat call), so logrotate's rename or
-delete is noticed even without a signal. A failing write raises SinkError (counted by the bus,
+also whenever the path no longer names the open file: before a write, at most once a second,
+the path's device and inode are compared with the open handle's (one stat call), so
+logrotate's rename or delete is noticed within a second even without a signal (or at every
+write with ``rotation_check_s=0``). A failing write raises SinkError (counted by the bus,
 dead-lettered when configured) and the next write tries to reopen; nothing here crashes.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 
 from ivr_bridge.errors import ConfigError, SinkError
-from ivr_bridge.model import UtteranceEvent
+from ivr_bridge.model import UtteranceEvent, event_json
 
 log = structlog.get_logger(__name__)
 
@@ -27,12 +28,15 @@ class JsonlSink:
 
     name = "jsonl"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, rotation_check_s: float = 1.0) -> None:
         self.path = Path(path)
+        # A stat per event cost more than the write itself at hundreds of events a second.
+        self._check_every_s = rotation_check_s
         self.reopened = 0
         self.write_errors = 0
         self._fh: TextIO | None = None
         self._identity: tuple[int, int] | None = None
+        self._checked_at = 0.0  # monotonic time of the last rotation check
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
@@ -63,6 +67,10 @@ class JsonlSink:
             self._fh = None
 
     def _rotated(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked_at < self._check_every_s:
+            return False
+        self._checked_at = now
         try:
             st = os.stat(self.path)
         except OSError:
@@ -84,7 +92,7 @@ class JsonlSink:
         return {"open": self._fh is not None, "write_errors": self.write_errors}
 
     async def deliver(self, event: UtteranceEvent) -> None:
-        line = json.dumps(event.to_json(), ensure_ascii=False) + "\n"
+        line = event_json(event).decode() + "\n"
         try:
             if self._fh is None or self._rotated():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +103,7 @@ class JsonlSink:
             self._fh.write(line)
         except (OSError, ValueError) as exc:
             self.write_errors += 1
+            self._checked_at = 0.0  # look again at the next write, not a second later
             reason = exc.strerror if isinstance(exc, OSError) else "file closed"
             raise SinkError(f"cannot write {self.path.name}: {reason}") from exc
 

@@ -20,7 +20,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.errors import SinkError
 from ivr_bridge.events.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from ivr_bridge.events.http import HttpError, HttpPool
-from ivr_bridge.model import UtteranceEvent
+from ivr_bridge.model import UtteranceEvent, event_json
 
 log = structlog.get_logger(__name__)
 
@@ -117,7 +116,7 @@ class WebhookSink:
         }
 
     async def deliver(self, event: UtteranceEvent) -> None:
-        body = json.dumps(event.to_json(), ensure_ascii=False).encode()
+        body = event_json(event)
         deadline = self._clock.now() + self._retry_total
         attempt = 0
         while True:

@@ -122,6 +122,7 @@ class RecognitionChannel:
         self.stats = ChannelStats()
         self._wake = asyncio.Event()
         self._input_ended = False
+        self._pumped_at = 0.0  # clock time the sender last ran its checks
         self._cursor = 0  # next ledger offset to send to the current session
         self._transcript = TranscriptAssembler(sample_rate)
         self._sessions: list[_Session] = []
@@ -339,6 +340,7 @@ class RecognitionChannel:
 
     async def _pump(self, session: _Session) -> _Outcome:
         while True:
+            self._pumped_at = self._clock.now()
             if session.error is not None or session.ended:
                 if session.error is None:
                     session.error = RecognitionUnavailable("UNAVAILABLE", "server ended the stream")
@@ -483,7 +485,9 @@ class RecognitionChannel:
         every ``_POLL_S`` even when no chunk is ready."""
         while True:
             await self._clock.sleep(_POLL_S)
-            self._wake.set()
+            # While chunks keep the sender busy its checks already ran: no extra wake-up.
+            if self._clock.now() - self._pumped_at >= _POLL_S:
+                self._wake.set()
 
     def _insert_silence(self, ms: int) -> None:
         self.ledger.append_silence(self.ledger.samples(ms))

@@ -285,6 +285,8 @@ class AudioLedger:
         return 0
 
     def _trim(self) -> None:
+        if self._end - self._base <= self.capacity and self._release <= self._base:
+            return  # nothing over capacity, nothing newly released: the per-frame case
         target = self._end - self.capacity
         if self._hold is not None:
             target = max(min(target, self._hold), self._end - self.capacity - self.overshoot)

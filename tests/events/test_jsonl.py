@@ -28,7 +28,7 @@ def seqs(path: Path) -> list[int]:
 
 async def test_rename_is_noticed_without_a_signal(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    sink = JsonlSink(path)
+    sink = JsonlSink(path, rotation_check_s=0.0)  # checked at every write
     await sink.deliver(ev(1))
     path.rename(tmp_path / "events.jsonl.1")  # logrotate without copytruncate
     await sink.deliver(ev(2))
@@ -38,6 +38,19 @@ async def test_rename_is_noticed_without_a_signal(tmp_path: Path) -> None:
     assert seqs(tmp_path / "events.jsonl.1") == [1]
     assert seqs(path) == [3]
     assert sink.reopened == 2
+
+
+async def test_rename_checks_are_spaced_out(tmp_path: Path) -> None:
+    # By default the path is stat'ed at most once a second, not per event: a write right
+    # after the rename still lands in the renamed file, and no reopen happens yet.
+    path = tmp_path / "events.jsonl"
+    sink = JsonlSink(path, rotation_check_s=3600.0)
+    await sink.deliver(ev(1))
+    path.rename(tmp_path / "events.jsonl.1")
+    await sink.deliver(ev(2))
+    await sink.aclose()
+    assert seqs(tmp_path / "events.jsonl.1") == [1, 2]
+    assert sink.reopened == 0
 
 
 async def test_sighup_reopen_through_the_bus(tmp_path: Path) -> None:

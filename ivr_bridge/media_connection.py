@@ -1,0 +1,249 @@
+"""A websockets server connection that hands a call's media messages straight to the call.
+
+websockets' asyncio connection queues every data frame in an assembler and wakes a reader
+task per message: a future, a queue hop and a generator-based frame parser for each 20 ms
+frame, the largest share of the bridge's CPU per call under load. A PBX media stream is the
+simplest websocket traffic there is (small, unfragmented, masked frames, one after another),
+so this connection parses those frames itself, unmasks them with websockets' C helper and
+calls the call's consumer synchronously from ``data_received``: no task switch per frame.
+
+Everything else stays websockets' job: the handshake, control frames (ping, pong, close),
+fragmented or oversized messages, invalid UTF-8 and every protocol error are handed, as whole
+frames, to websockets' own sans-I/O protocol, which answers them exactly as before; the data
+frames it parses (fragments too, joined here) still go to the consumer. A frame the fast path
+cannot size (a 64-bit length) switches the connection to websockets' parser for good.
+Before a consumer is attached (the short time between the handshake and the call's start),
+messages wait in a small bounded list; after :meth:`detach` they go to websockets' assembler
+again so ``recv()`` works for a goodbye exchange.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import State
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - the pure-Python build of websockets
+    from websockets.utils import apply_mask
+
+log = structlog.get_logger(__name__)
+
+Consumer = Callable[[str | bytes], None]
+
+# Messages that may arrive between the handshake and the call's start; far more than any
+# platform sends in that moment. Past it a message is dropped and counted (``early_dropped``).
+EARLY_LIMIT = 256
+
+_TEXT = 0x1
+_BINARY = 0x2
+
+
+class MediaConnection(ServerConnection):
+    """A ServerConnection whose data messages can go to a synchronous consumer (see module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._media = False
+        self._fast = True  # False once websockets' parser owns the byte stream
+        self._buffer = bytearray()
+        self._consumer: Consumer | None = None
+        self._early: list[str | bytes] | None = None
+        self._fragments: list[bytes] | None = None  # a fragmented message's parts so far
+        self._fragments_text = False
+        self.early_dropped = 0
+        self.fast_frames = 0  # how many data frames took the fast path (tests, diagnostics)
+
+    # ---- the server's side ------------------------------------------------------------
+
+    def expect_media(self) -> None:
+        """This connection carries a call: keep its messages for :meth:`attach`."""
+        self._media = True
+        self._early = []
+        # Frames pipelined with the upgrade request were parsed before the server knew this
+        # connection carries media, so websockets queued them for recv(): take them back.
+        assembler = self.recv_messages
+        queued = assembler.frames.queue
+        while queued:
+            self.process_event(queued.popleft())
+        assembler.maybe_resume()
+
+    def attach(self, consumer: Consumer) -> None:
+        """Deliver every data message to ``consumer``, starting with those already here.
+
+        The consumer runs inside ``data_received``: it must not block or raise.
+        """
+        early, self._early = self._early or [], None
+        self._consumer = consumer
+        if self.early_dropped:  # final now: only the early list drops (in the call's context)
+            log.warning("early_messages_dropped", dropped=self.early_dropped, limit=EARLY_LIMIT)
+        for message in early:
+            if self._consumer is not consumer:
+                break  # the consumer detached itself while catching up
+            consumer(message)
+
+    def detach(self) -> None:
+        """Stop delivering: later messages queue for ``recv()``, as on a plain connection."""
+        self._consumer = None
+        self._media = False
+        self._early = None
+        fragments, self._fragments = self._fragments, None
+        if fragments is not None and self.protocol.state is State.OPEN:
+            # Mid-message: the assembler gets the start so far, and the rest as it comes.
+            opcode = Opcode.TEXT if self._fragments_text else Opcode.BINARY
+            super().process_event(Frame(opcode, b"".join(fragments), fin=False))
+
+    # ---- websockets' hooks ---------------------------------------------------------
+
+    def process_event(self, event: Any) -> None:
+        if self._media and self.request is not None and isinstance(event, Frame):
+            # A data frame websockets parsed (the fast path handed it over): a whole message,
+            # or a fragment, which waits here for the rest (websockets checks their order
+            # and total size; the assembler is not read while a consumer is attached).
+            if event.opcode in (Opcode.TEXT, Opcode.BINARY):
+                if event.fin:
+                    self._deliver_data(bytes(event.data), event.opcode is Opcode.TEXT)
+                else:
+                    self._fragments = [bytes(event.data)]
+                    self._fragments_text = event.opcode is Opcode.TEXT
+                return
+            if event.opcode is Opcode.CONT and self._fragments is not None:
+                self._fragments.append(bytes(event.data))
+                if event.fin:
+                    data, self._fragments = b"".join(self._fragments), None
+                    self._deliver_data(data, self._fragments_text)
+                return
+        super().process_event(event)
+
+    def _deliver_data(self, data: bytes, is_text: bool) -> None:
+        if not is_text:
+            self._deliver(data)
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            return
+        self._deliver(text)
+
+    def data_received(self, data: bytes) -> None:
+        if (
+            not (self._media and self._fast)
+            or self.protocol.state is not State.OPEN
+            or self.protocol.reader.buffer  # websockets holds part of a frame: it goes on
+        ):
+            if self._buffer:  # detached mid-frame: websockets gets the bytes in order
+                data = bytes(self._buffer) + data
+                self._buffer.clear()
+            super().data_received(data)
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            view: bytes | bytearray = buffer
+        else:
+            view = data
+        pos = self._consume(view)
+        if view is buffer:
+            del buffer[:pos]
+        elif pos < len(view):
+            buffer += view[pos:]
+
+    # ---- the fast path ------------------------------------------------------------------
+
+    def _consume(self, data: bytes | bytearray) -> int:
+        """Handle every complete frame in ``data``; return how many bytes were used."""
+        pos = 0
+        end = len(data)
+        protocol = self.protocol
+        limit = protocol.max_message_size
+        while end - pos >= 2:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            header = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                header = 4
+            elif length == 127:
+                # Bigger than 64 KiB: never a media frame. websockets takes over the stream
+                # (and refuses it as too big, or assembles it).
+                self._fast = False
+                super().data_received(bytes(data[pos:]))
+                return end
+            if b1 & 0x80:
+                header += 4
+            size = header + length
+            if end - pos < size:
+                break
+            opcode = b0 & 0x0F
+            simple = (
+                (b0 & 0xF0) == 0x80  # FIN, no RSV bits
+                and opcode in (_TEXT, _BINARY)
+                and b1 & 0x80  # clients must mask
+                and protocol.current_size is None  # not inside a fragmented message
+                and (limit is None or length <= limit)
+            )
+            if simple:
+                payload = apply_mask(
+                    data[pos + header : pos + size], data[pos + header - 4 : pos + header]
+                )
+                if opcode == _TEXT:
+                    try:
+                        message: str | bytes = payload.decode()
+                    except UnicodeDecodeError as exc:
+                        self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                        return end
+                else:
+                    message = payload
+            if not simple:
+                # Control frames, fragments, errors: websockets' protocol, one whole frame.
+                super().data_received(bytes(data[pos : pos + size]))
+                pos += size
+                if protocol.state is not State.OPEN:
+                    # Closing or failed: websockets discards or answers the rest.
+                    rest = bytes(data[pos:])
+                    if rest:
+                        super().data_received(rest)
+                    return end
+                continue
+            pos += size
+            self.fast_frames += 1
+            self._deliver(message)
+            if not self._media:
+                # Detached by the consumer: websockets parses the rest for recv().
+                rest = bytes(data[pos:])
+                if rest:
+                    super().data_received(rest)
+                return end
+        return pos
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        """Fail the connection as websockets' recv() would (close frame, then the socket)."""
+        self.protocol.fail(code, reason)
+        self.send_data()
+        if self.close_deadline is None and self.close_timeout is not None:
+            self.close_deadline = self.loop.time() + self.close_timeout
+
+    def _deliver(self, message: str | bytes) -> None:
+        consumer = self._consumer
+        if consumer is not None:
+            consumer(message)
+            return
+        early = self._early
+        if early is None:
+            # Detached: back to websockets' assembler so recv() sees the message.
+            opcode = Opcode.TEXT if isinstance(message, str) else Opcode.BINARY
+            data = message.encode() if isinstance(message, str) else message
+            super().process_event(Frame(opcode, data))
+        elif len(early) < EARLY_LIMIT:
+            early.append(message)
+        else:
+            self.early_dropped += 1

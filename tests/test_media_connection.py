@@ -37,7 +37,7 @@ from ivr_bridge.events.console import CallbackSink
 from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.media_connection import MediaConnection
 from ivr_bridge.simulators.twilio import FRAME_BYTES, TwilioStreamEncoder
-from tests.abuse.rawws import upgrade_request
+from tests.abuse.rawws import read_server_frame, upgrade_request
 from tests.integration.conftest import Collector
 
 UTTERANCES = [["alpha", "bravo"], ["account", "help"]]
@@ -106,14 +106,7 @@ class WireClient:
     async def _read(self) -> None:
         try:
             while True:
-                head = await self.reader.readexactly(2)
-                n = head[1] & 0x7F
-                if n == 126:
-                    n = struct.unpack("!H", await self.reader.readexactly(2))[0]
-                elif n == 127:
-                    n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
-                payload = await self.reader.readexactly(n)
-                opcode = head[0] & 0x0F
+                opcode, payload = await read_server_frame(self.reader)
                 if opcode == OP_PING:
                     self.writer.write(wire_frame(OP_PONG, payload))
                 elif opcode == OP_PONG:

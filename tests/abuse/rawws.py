@@ -37,6 +37,17 @@ def upgrade_request(url: str) -> bytes:
     ).encode()
 
 
+async def read_server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One frame from the server (unmasked): its opcode and payload."""
+    head = await reader.readexactly(2)
+    n = head[1] & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", await reader.readexactly(8))[0]
+    return head[0] & 0x0F, await reader.readexactly(n)
+
+
 class RawClient:
     """A TCP connection from ``local_host`` that speaks just enough websocket."""
 
@@ -67,16 +78,10 @@ class RawClient:
         connection ended without one. Pings are read and left unanswered."""
         while True:
             try:
-                head = await self.reader.readexactly(2)
+                opcode, payload = await read_server_frame(self.reader)
             except (asyncio.IncompleteReadError, ConnectionError):
                 return None
-            n = head[1] & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", await self.reader.readexactly(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
-            payload = await self.reader.readexactly(n)
-            if head[0] & 0x0F == OP_CLOSE:
+            if opcode == OP_CLOSE:
                 return int(struct.unpack("!H", payload[:2])[0]) if len(payload) >= 2 else 1005
 
     async def eof(self) -> bool:

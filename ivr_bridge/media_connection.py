@@ -237,13 +237,10 @@ class MediaConnection(ServerConnection):
         if consumer is not None:
             consumer(message)
             return
+        # Media mode without a consumer is the wait for attach (detach leaves media mode).
         early = self._early
-        if early is None:
-            # Detached: back to websockets' assembler so recv() sees the message.
-            opcode = Opcode.TEXT if isinstance(message, str) else Opcode.BINARY
-            data = message.encode() if isinstance(message, str) else message
-            super().process_event(Frame(opcode, data))
-        elif len(early) < EARLY_LIMIT:
+        assert early is not None
+        if len(early) < EARLY_LIMIT:
             early.append(message)
         else:
             self.early_dropped += 1

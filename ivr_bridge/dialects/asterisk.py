@@ -34,6 +34,7 @@ from ivr_bridge.audio.codecs import (
     resample,
     ulaw_to_pcm16,
 )
+from ivr_bridge.dialects import strictjson as sj
 from ivr_bridge.dialects.base import (
     ClearAudio,
     Dialect,
@@ -49,7 +50,6 @@ from ivr_bridge.dialects.base import (
     UpgradeRefused,
     UpgradeRequest,
 )
-from ivr_bridge.dialects.strictjson import MAX_DIGITS
 from ivr_bridge.dialects.strictjson import invalid as _invalid
 from ivr_bridge.dialects.strictjson import loads as _loads
 from ivr_bridge.dialects.strictjson import protocol as _protocol
@@ -100,39 +100,11 @@ _MARK_NAME: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # ---- strict JSON (ivr_bridge.dialects.strictjson) and typed fields ----------------------------
 
 
-def _utf8(value: str, what: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _invalid(f"{what} is not valid unicode") from None
-    return value
-
-
 def _string(value: Any, what: str) -> str:
     """A string field; numbers are accepted as their decimal text (plain-text mode has no types)."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _invalid(f"{what} must be a string")
-    return _utf8(str(value), what)
-
-
-def _count(value: Any, what: str) -> int:
-    if isinstance(value, str) and 0 < len(value) <= MAX_DIGITS and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise _invalid(f"{what} must be a non-negative integer")
-
-
-def _string_map(value: Any, what: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _invalid(f"{what} must be an object")
-    out: dict[str, str] = {}
-    for key, item in value.items():
-        text = item if isinstance(item, str) else json.dumps(item, separators=(",", ":"))
-        out[_utf8(key, what)] = _utf8(text, what)
-    return out
+    return sj.utf8(str(value), what)
 
 
 # ---- upgrade authentication (ivr_bridge.dialects.upgrade_auth) ------------------------------
@@ -187,9 +159,9 @@ def parse_control(text: str) -> tuple[str, dict[str, Any], bool]:
     for token in tokens[1:]:
         key, sep, value = token.partition(":")
         if sep and key:
-            fields[_utf8(key, "control field")] = _utf8(value, "control field")
+            fields[sj.utf8(key, "control field")] = sj.utf8(value, "control field")
         else:
-            args.append(_utf8(token, "control argument"))
+            args.append(sj.utf8(token, "control argument"))
     fields["_args"] = args
     return tokens[0], fields, False
 
@@ -347,14 +319,14 @@ class AsteriskDialect(QueuedOutput):
             raise _unsupported("unsupported media format")
         frame_bytes = fmt.sample_rate // 50 * fmt.bytes_per_sample  # 20 ms
         if "optimal_frame_size" in fields:
-            frame_bytes = _count(fields["optimal_frame_size"], "optimal_frame_size")
+            frame_bytes = sj.count(fields["optimal_frame_size"], "optimal_frame_size")
             if not 0 < frame_bytes <= MAX_MESSAGE_BYTES or frame_bytes % fmt.bytes_per_sample:
                 raise _invalid("optimal_frame_size out of range")
         metadata: dict[str, str] = {"format": fmt.name, "optimal_frame_size": str(frame_bytes)}
         for key in ("connection_id", "channel", "channel_id", "ptime"):
             if key in fields:
                 metadata[key] = _string(fields[key], key)
-        variables = _string_map(fields.get("channel_variables"), "channel_variables")
+        variables = sj.string_map(fields.get("channel_variables"), "channel_variables")
         for key, value in variables.items():
             metadata[f"variable.{key}"] = value
 
@@ -383,7 +355,9 @@ class AsteriskDialect(QueuedOutput):
         digit = _string(fields.get("digit", args[0]) or "", "digit").upper()
         if digit not in DTMF_DIGITS:
             raise _invalid("digit is not a DTMF digit")
-        duration = _count(fields["duration_ms"], "duration_ms") if "duration_ms" in fields else None
+        duration = (
+            sj.count(fields["duration_ms"], "duration_ms") if "duration_ms" in fields else None
+        )
         self.counters.dtmf += 1
         return [Dtmf(CHANNEL, digit, duration)]
 

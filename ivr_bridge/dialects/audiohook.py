@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from ivr_bridge.audio.codecs import pcm16_to_ulaw, resample, ulaw_to_pcm16
+from ivr_bridge.dialects import strictjson as sj
 from ivr_bridge.dialects.audiohook_auth import AudioHookVerifier
 from ivr_bridge.dialects.base import (
     ClearAudio,
@@ -142,27 +143,6 @@ def _boolean(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise _invalid(f"{what} must be a boolean")
     return value
-
-
-def _json_text(value: Any, what: str) -> str:
-    text = (
-        value
-        if isinstance(value, str)
-        else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    )
-    _utf8(text, what)
-    return text
-
-
-def _string_map(value: Any, what: str, prefix: str = "") -> dict[str, str]:
-    """customConfig / inputVariables as strings; non-strings are passed on as JSON text."""
-    if value is None:
-        return {}
-    out: dict[str, str] = {}
-    for key, item in _object(value, what).items():
-        _utf8(key, what)
-        out[prefix + key] = _json_text(item, what)
-    return out
 
 
 # ---- durations ---------------------------------------------------------------------------
@@ -667,8 +647,8 @@ class AudioHookDialect(QueuedOutput):
             if not _LANGUAGE_RE.fullmatch(language):
                 raise _invalid("language must be a language code")
         wants_languages = _boolean(params.get("supportedLanguages", False), "supportedLanguages")
-        custom = _string_map(params.get("customConfig"), "customConfig")
-        custom.update(_string_map(params.get("inputVariables"), "inputVariables", "input."))
+        custom = sj.string_map(params.get("customConfig"), "customConfig")
+        custom.update(sj.string_map(params.get("inputVariables"), "inputVariables", "input."))
         if params.get("continuedSessions") is not None and not isinstance(
             params["continuedSessions"], list
         ):

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
 from ivr_bridge.audio.codecs import Resampler, resample
+from ivr_bridge.dialects import strictjson as sj
 from ivr_bridge.dialects.base import (
     ClearAudio,
     Dialect,
@@ -53,7 +54,6 @@ from ivr_bridge.dialects.base import (
     UpgradeRefused,
     UpgradeRequest,
 )
-from ivr_bridge.dialects.strictjson import MAX_DIGITS
 from ivr_bridge.dialects.strictjson import invalid as _invalid
 from ivr_bridge.dialects.strictjson import loads as _loads
 from ivr_bridge.dialects.strictjson import protocol as _protocol
@@ -94,35 +94,6 @@ _CALL_ID_KEYS: Final = ("callSid", "uuid", "call_uuid", "callUuid", "callId")
 
 
 # ---- strict JSON (ivr_bridge.dialects.strictjson) and typed fields ----------------------------
-
-
-def _utf8(value: str, what: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _invalid(f"{what} is not valid unicode") from None
-    return value
-
-
-def _as_text(value: Any, what: str) -> str:
-    """A field as call metadata: strings as they are, anything else as its JSON text."""
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    return _utf8(text, what)
-
-
-def _count(value: Any, what: str) -> int:
-    if (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_DIGITS
-        and value.isascii()
-        and value.isdigit()
-    ):
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    raise _invalid(f"{what} must be a non-negative integer")
 
 
 # ---- upgrade authentication (ivr_bridge.dialects.upgrade_auth) ------------------------------
@@ -304,10 +275,10 @@ class AudioForkDialect(QueuedOutput):
             if self._jambonz:
                 raise _invalid("metadata must be a JSON object")
             # mod_audio_fork / mod_audio_stream pass the start command's text through as is.
-            opaque = {"metadata": _utf8(text, "metadata")}
+            opaque = {"metadata": sj.utf8(text, "metadata")}
             return self._start(opaque, self._defaults.sample_rate, self._defaults.mix_type)
         if "sampleRate" in meta:
-            rate = _count(meta["sampleRate"], "sampleRate")
+            rate = sj.count(meta["sampleRate"], "sampleRate", whole_floats=True)
         else:
             rate = self._defaults.sample_rate
         mix = meta.get("mixType", self._defaults.mix_type)
@@ -325,8 +296,8 @@ class AudioForkDialect(QueuedOutput):
         for key, value in meta.items():
             if key in ("sampleRate", "mixType"):
                 continue
-            text = _as_text(value, "metadata")
-            _utf8(key, "metadata")
+            text = sj.json_text(value, "metadata")
+            sj.utf8(key, "metadata")
             if key in CALL_ATTRIBUTES:
                 metadata[key] = text
             else:
@@ -404,7 +375,11 @@ class AudioForkDialect(QueuedOutput):
         duration = None
         if "duration" in message:
             # FreeSWITCH reports key-press length in 8 kHz samples; jambonz passes it through.
-            duration = _count(message["duration"], "duration") * 1000 // DTMF_DURATION_RATE
+            duration = (
+                sj.count(message["duration"], "duration", whole_floats=True)
+                * 1000
+                // DTMF_DURATION_RATE
+            )
         self.counters.dtmf += 1
         channel = "caller" if "caller" in self._channels else self._channels[0]
         return [Dtmf(channel, digit.upper(), duration)]
@@ -413,7 +388,7 @@ class AudioForkDialect(QueuedOutput):
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise _invalid("mark.name must be a non-empty string")
-        _utf8(name, "mark.name")
+        sj.utf8(name, "mark.name")
         if data.get("event") == "cleared":
             self.counters.marks_cleared += 1
             return []

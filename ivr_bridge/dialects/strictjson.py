@@ -188,11 +188,13 @@ def required(message: Mapping[str, Any], key: str, what: str) -> Any:
     return message[key]
 
 
-def utf8(value: str, what: str) -> None:
+def utf8(value: str, what: str) -> str:
+    """``value`` if it can be re-encoded (no lone surrogates reach logs or sinks)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise invalid(f"{what} is not valid unicode") from None
+    return value
 
 
 def text(value: Any, what: str) -> str:
@@ -203,15 +205,35 @@ def text(value: Any, what: str) -> str:
     return value
 
 
-def decimal(value: Any, what: str) -> int:
-    """A counter: a decimal string ("42", as Twilio quotes them) or a non-negative integer."""
+def _as_count(value: Any, whole_floats: bool) -> int | None:
+    """A non-negative integer as JSON may carry one, or None. Only ASCII digits count: ``str.
+    isdigit`` also takes superscripts and other scripts' digits, which ``int()`` refuses."""
     if isinstance(value, str):
-        if not (0 < len(value) <= MAX_DIGITS and value.isascii() and value.isdigit()):
-            raise invalid(f"{what} must be a decimal string")
-        return int(value)
+        if 0 < len(value) <= MAX_DIGITS and value.isascii() and value.isdigit():
+            return int(value)
+        return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    raise invalid(f"{what} must be a decimal string")
+    if whole_floats and isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def decimal(value: Any, what: str) -> int:
+    """A counter: a decimal string ("42", as Twilio quotes them) or a non-negative integer."""
+    found = _as_count(value, whole_floats=False)
+    if found is None:
+        raise invalid(f"{what} must be a decimal string")
+    return found
+
+
+def count(value: Any, what: str, *, whole_floats: bool = False) -> int:
+    """A non-negative integer: a JSON integer, a decimal string, or (``whole_floats``, for
+    platforms that send ``3.0``) a float with no fraction."""
+    found = _as_count(value, whole_floats)
+    if found is None:
+        raise invalid(f"{what} must be a non-negative integer")
+    return found
 
 
 def optional_decimal(message: Mapping[str, Any], key: str, what: str) -> int | None:
@@ -238,18 +260,17 @@ def b64decode(payload: str, what: str = "media.payload") -> bytes:
     return raw
 
 
-def string_map(value: Any, what: str) -> dict[str, str]:
+def json_text(value: Any, what: str) -> str:
+    """A field as call metadata: a string as it is, anything else as its compact JSON text."""
+    if isinstance(value, str):
+        return utf8(value, what)
+    return utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")), what)
+
+
+def string_map(value: Any, what: str, prefix: str = "") -> dict[str, str]:
     """Custom parameters as strings; a non-string value is passed on as its JSON text."""
     if value is None:
         return {}
-    out: dict[str, str] = {}
-    for key, item in obj(value, what).items():
-        utf8(key, what)
-        rendered = (
-            item
-            if isinstance(item, str)
-            else json.dumps(item, ensure_ascii=False, separators=(",", ":"))
-        )
-        utf8(rendered, what)
-        out[key] = rendered
-    return out
+    return {
+        prefix + utf8(key, what): json_text(item, what) for key, item in obj(value, what).items()
+    }

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from ivr_bridge.audio.codecs import Resampler, resample
+from ivr_bridge.dialects import strictjson as sj
 from ivr_bridge.dialects.base import (
     ClearAudio,
     Dialect,
@@ -45,7 +46,6 @@ from ivr_bridge.dialects.base import (
     UpgradeRefused,
     UpgradeRequest,
 )
-from ivr_bridge.dialects.strictjson import MAX_DIGITS
 from ivr_bridge.dialects.strictjson import invalid as _invalid
 from ivr_bridge.dialects.strictjson import loads as _loads
 from ivr_bridge.dialects.strictjson import protocol as _protocol
@@ -75,29 +75,6 @@ _CALL_ID_KEYS: Final = ("uuid", "call_uuid", "callUuid", "conversation_uuid", "c
 
 
 # ---- strict JSON (ivr_bridge.dialects.strictjson) and typed fields ----------------------------
-
-
-def _utf8(value: str, what: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _invalid(f"{what} is not valid unicode") from None
-    return value
-
-
-def _as_text(value: Any, what: str) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    return _utf8(text, what)
-
-
-def _count(value: Any, what: str) -> int:
-    if isinstance(value, str) and 0 < len(value) <= MAX_DIGITS and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    raise _invalid(f"{what} must be a non-negative integer")
 
 
 # ---- upgrade authentication (ivr_bridge.dialects.upgrade_auth) ------------------------------
@@ -272,7 +249,7 @@ class VonageDialect(QueuedOutput):
         custom = dict(self._custom)
         for key, value in message.items():
             if key not in ("event", "content-type"):
-                custom[_utf8(key, "headers")] = _as_text(value, "headers")
+                custom[sj.utf8(key, "headers")] = sj.json_text(value, "headers")
         call_id = next((custom[k] for k in _CALL_ID_KEYS if k in custom), "")
         out_rate = rate if rate in NATIVE_RATES else 16000
 
@@ -301,7 +278,11 @@ class VonageDialect(QueuedOutput):
         digit = body.get("digit")
         if not isinstance(digit, str) or digit.upper() not in DTMF_DIGITS:
             raise _invalid("digit is not a DTMF digit")
-        duration = _count(body["duration"], "duration") if "duration" in body else None
+        duration = (
+            sj.count(body["duration"], "duration", whole_floats=True)
+            if "duration" in body
+            else None
+        )
         self.counters.dtmf += 1
         return [Dtmf(CHANNEL, digit.upper(), duration)]
 
@@ -312,7 +293,7 @@ class VonageDialect(QueuedOutput):
             self.counters.unknown_events += 1  # someone else's notify: not a mark of ours
             return []
         self.counters.marks += 1
-        return [Mark(_utf8(name, "payload.mark"))]
+        return [Mark(sj.utf8(name, "payload.mark"))]
 
     # ---- outbound ------------------------------------------------------------------------
 

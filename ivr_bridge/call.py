@@ -145,7 +145,6 @@ class Call:
         self._flusher: asyncio.Task[int] | None = None  # sends the outbox on the push path
         self._pushed: asyncio.Future[tuple[str, tuple[int, str] | None]] | None = None
         self._push_context = contextvars.Context()
-        self._in_push = False  # messages arrive from the transport's callback (_push_loop)
         self._silence_mark: dict[str, int] = {}  # channel -> ledger silence at its last audio
         self.handle: CallHandle | None = None  # the dialog handler's view, from call start
         self._handler_task: asyncio.Task[None] | None = None
@@ -316,8 +315,7 @@ class Call:
             raise _StopReading(reason) from None
 
     async def _read_loop(self) -> tuple[str, tuple[int, str] | None]:
-        attach = getattr(self._stream, "attach", None)
-        if attach is not None and isinstance(self._stream, PushStream):
+        if isinstance(self._stream, PushStream):
             return await self._push_loop(self._stream)
         while True:
             try:
@@ -378,7 +376,6 @@ class Call:
         # the call's context, so the tasks they start (channels, sink lanes, the handler) and
         # their logs carry the call_id. Audio, 50 frames a second, starts nothing.
         self._push_context = contextvars.copy_context()
-        self._in_push = True
         closed: asyncio.Future[Any] = asyncio.ensure_future(stream.wait_closed())
         either: set[asyncio.Future[Any]] = {pushed, closed}
         stream.attach(self._on_pushed)
@@ -401,7 +398,6 @@ class Call:
             return pushed.result()
         finally:
             self._pushed = None
-            self._in_push = False
             stream.detach()
             closed.cancel()
 
@@ -428,7 +424,7 @@ class Call:
                 self._on_audio(event)
             elif isinstance(event, CallEnded):
                 return event
-            elif self._in_push:
+            elif self._pushed is not None:  # the push path: see _push_loop
                 self._push_context.run(self._handle, event)
             else:
                 self._handle(event)

@@ -271,10 +271,17 @@ class BridgeApp:
                 credentials=credentials,
                 folder_id=s.speechkit.folder_id,
                 clock=self._clock,
+                transport=s.speechkit.transport,
+                coalesce_ms=s.speechkit.write_coalesce_ms,
             )
         else:
             self.recognizer = SpeechKitV3Recognizer(
-                endpoint, tls=choice.tls, credentials=credentials, folder_id=s.speechkit.folder_id
+                endpoint,
+                tls=choice.tls,
+                credentials=credentials,
+                folder_id=s.speechkit.folder_id,
+                transport=s.speechkit.transport,
+                coalesce_ms=s.speechkit.write_coalesce_ms,
             )
         self.bus = await self._build_bus()
         for sink in self._extra_sinks:

@@ -80,6 +80,9 @@ class SpeechKitSettings:
     eou_sensitivity: str = "DEFAULT"
     max_pause_between_words_hint_ms: int = 0
     chunk_ms: int = 200  # SpeechKit's own samples send 250 ms; each gRPC write costs CPU
+    transport: str = "h2"  # "h2": the bridge's own HTTP/2 client; "grpc": grpc.aio
+    # h2 only: audio written within this many ms goes out in one socket write per connection.
+    write_coalesce_ms: int = 5
 
     @property
     def has_credentials(self) -> bool:
@@ -515,6 +518,8 @@ def _validate_speechkit(sk: SpeechKitSettings) -> None:
         "expected DEFAULT or HIGH",
     )
     _check(20 <= sk.chunk_ms <= 1000, "speechkit.chunk_ms", "must be 20..1000")
+    _check(sk.transport in {"h2", "grpc"}, "speechkit.transport", "supported: h2, grpc")
+    _check(0 <= sk.write_coalesce_ms <= 50, "speechkit.write_coalesce_ms", "must be 0..50")
     _check(bool(sk.languages), "speechkit.languages", "must not be empty")
     _check(
         0 <= sk.max_pause_between_words_hint_ms <= 5000,

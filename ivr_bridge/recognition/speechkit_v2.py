@@ -1,4 +1,4 @@
-"""SpeechKit API v2 streaming client (grpc.aio, SttService/StreamingRecognize).
+"""SpeechKit API v2 streaming client (SttService/StreamingRecognize).
 
 The same Recognizer seam as the v3 client (``speechkit_v3.py``), for deployments still on v2.
 v2 differs in three ways the channel depends on, and this module bridges them:
@@ -10,7 +10,7 @@ v2 differs in three ways the channel depends on, and this module bridges them:
 * No status messages: a v2 server says nothing while it hears silence, which the channel
   would take for a stall. While everything sent since the last answer was quiet, the stream
   reports ``WORKING`` itself every ``LIVENESS_S``; a dead connection still fails the call
-  through gRPC keepalive pings, and a server that goes mute during speech is still a stall.
+  through HTTP/2 keepalive pings, and a server that goes mute during speech is still a stall.
 
 Only the SpeechKit client modules (this one, ``speechkit_v3.py``, ``grpc_transport.py`` and
 ``transcribe/``) import grpc on the bridge side.
@@ -27,7 +27,6 @@ import grpc
 import structlog
 
 from ivr_bridge._proto import stt_v2_pb2 as pb
-from ivr_bridge._proto import stt_v2_pb2_grpc as pb_grpc
 from ivr_bridge.audio.codecs import rms
 from ivr_bridge.clock import SYSTEM_CLOCK, Clock
 from ivr_bridge.model import (
@@ -41,7 +40,12 @@ from ivr_bridge.model import (
     Word,
 )
 from ivr_bridge.recognition.base import SessionConfig
-from ivr_bridge.recognition.grpc_transport import GrpcStream, SpeechKitClient, raise_mapped
+from ivr_bridge.recognition.grpc_transport import (
+    CALL_ERRORS,
+    GrpcStream,
+    SpeechKitClient,
+    raise_mapped,
+)
 
 if TYPE_CHECKING:
     from ivr_bridge.recognition.credentials import Credentials
@@ -198,17 +202,20 @@ class SpeechKitV2Stream(GrpcStream):
                     return
                 for update in self.cursors.convert(resp):
                     yield update
-        except grpc.aio.AioRpcError as exc:
+        except CALL_ERRORS as exc:
             raise_mapped(exc)
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                with contextlib.suppress(asyncio.CancelledError, *CALL_ERRORS):
                     await pending
 
 
+STREAMING_RECOGNIZE = "/yandex.cloud.ai.stt.v2.SttService/StreamingRecognize"
+
+
 class SpeechKitV2Recognizer(SpeechKitClient):
-    """Opens v2 streaming sessions on one shared channel (``speechkit.api = "v2"``).
+    """Opens v2 streaming sessions on shared HTTP/2 connections (``speechkit.api = "v2"``).
 
     ``folder_id`` goes into RecognitionConfig (v2 has no x-folder-id header); leave it empty
     under a service account.
@@ -223,6 +230,8 @@ class SpeechKitV2Recognizer(SpeechKitClient):
         folder_id: str = "",
         root_certificates: bytes | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        transport: str = "h2",
+        coalesce_ms: int = 0,
     ) -> None:
         super().__init__(
             endpoint,
@@ -230,15 +239,16 @@ class SpeechKitV2Recognizer(SpeechKitClient):
             credentials=credentials,
             folder_id=folder_id,
             root_certificates=root_certificates,
+            transport=transport,
+            coalesce_ms=coalesce_ms,
         )
         self._clock = clock
-        self._stub = pb_grpc.SttServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def open_stream(self, config: SessionConfig, *, request_id: str) -> SpeechKitV2Stream:
         """Open a session and send its config; the caller then sends audio and reads updates."""
         # v2 carries folder_id in the RecognitionConfig, not in an x-folder-id header.
         metadata = await self._metadata(request_id, folder_header=False)
-        call = self._stub.StreamingRecognize(metadata=metadata)
+        call = await self._open_call(STREAMING_RECOGNIZE, pb.StreamingRecognitionResponse, metadata)
         stream = SpeechKitV2Stream(call, config.sample_rate, self._clock)
         await stream._write(recognition_config(config, folder_id=self._folder_id))
         return stream

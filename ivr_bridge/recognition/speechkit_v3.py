@@ -8,12 +8,8 @@ shares with the other SpeechKit clients are in ``grpc_transport.py``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
-
-import grpc
 
 from ivr_bridge._proto import stt_v3_pb2 as pb
-from ivr_bridge._proto import stt_v3_service_pb2_grpc as pb_grpc
 from ivr_bridge.model import (
     Cursors,
     EndOfUtterance,
@@ -26,10 +22,12 @@ from ivr_bridge.model import (
     Word,
 )
 from ivr_bridge.recognition.base import SessionConfig
-from ivr_bridge.recognition.grpc_transport import GrpcStream, SpeechKitClient, raise_mapped
-
-if TYPE_CHECKING:
-    from ivr_bridge.recognition.credentials import Credentials
+from ivr_bridge.recognition.grpc_transport import (
+    CALL_ERRORS,
+    GrpcStream,
+    SpeechKitClient,
+    raise_mapped,
+)
 
 
 def session_options(config: SessionConfig) -> pb.StreamingRequest:
@@ -134,34 +132,19 @@ class SpeechKitV3Stream(GrpcStream):
                 update = convert_response(resp)
                 if update is not None:
                     yield update
-        except grpc.aio.AioRpcError as exc:
+        except CALL_ERRORS as exc:
             raise_mapped(exc)
 
 
-class SpeechKitV3Recognizer(SpeechKitClient):
-    """Opens streaming sessions on one shared channel (HTTP/2 multiplexes all calls)."""
+RECOGNIZE_STREAMING = "/speechkit.stt.v3.Recognizer/RecognizeStreaming"
 
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        tls: bool = True,
-        credentials: Credentials | None = None,
-        folder_id: str = "",
-        root_certificates: bytes | None = None,
-    ) -> None:
-        super().__init__(
-            endpoint,
-            tls=tls,
-            credentials=credentials,
-            folder_id=folder_id,
-            root_certificates=root_certificates,
-        )
-        self._stub = pb_grpc.RecognizerStub(self._channel)  # type: ignore[no-untyped-call]
+
+class SpeechKitV3Recognizer(SpeechKitClient):
+    """Opens streaming sessions on shared HTTP/2 connections (calls multiplex on them)."""
 
     async def open_stream(self, config: SessionConfig, *, request_id: str) -> SpeechKitV3Stream:
         metadata = await self._metadata(request_id)
-        call = self._stub.RecognizeStreaming(metadata=metadata)
+        call = await self._open_call(RECOGNIZE_STREAMING, pb.StreamingResponse, metadata)
         stream = SpeechKitV3Stream(call)
         await stream._write(session_options(config))
         return stream

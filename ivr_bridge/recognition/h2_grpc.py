@@ -1,0 +1,585 @@
+"""gRPC over one HTTP/2 connection, on the h2 state machine: the bridge's lean call path.
+
+grpc.aio costs 80-190 µs of CPU for every message written, plus a poller thread that wakes
+for each; a bridge writes five audio messages per call-second for hundreds of calls. Here a
+write is a protobuf already serialized, a 5-byte gRPC prefix and one h2 ``send_data`` (about
+6 µs), written straight to the socket from the caller's task; nothing wakes another thread.
+
+Only what long bidirectional streams need is here (the gRPC-over-HTTP/2 spec, client side):
+per-stream and connection flow control both ways, trailers and trailers-only responses, HTTP
+statuses and RST_STREAM codes mapped to gRPC statuses, GOAWAY (streams the server never saw
+fail UNAVAILABLE, the others finish), keepalive PINGs while streams are open, and a receive
+limit. Unary calls (asynchronous recognition) stay on grpc.aio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import urllib.parse
+from collections.abc import Callable, Iterable
+from typing import cast
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import structlog
+from hpack import NeverIndexedHeaderTuple
+
+log = structlog.get_logger(__name__)
+
+STATUS_NAMES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
+
+# gRPC spec, "HTTP to gRPC Status Code Mapping": a non-200 answer from a proxy or balancer.
+_HTTP_STATUS = {
+    400: "INTERNAL",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "UNIMPLEMENTED",
+    429: "UNAVAILABLE",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "UNAVAILABLE",
+}
+
+# gRPC spec, "Errors": RST_STREAM codes as statuses.
+_RESET_STATUS: dict[int, str] = {
+    h2.errors.ErrorCodes.NO_ERROR: "INTERNAL",
+    h2.errors.ErrorCodes.REFUSED_STREAM: "UNAVAILABLE",
+    h2.errors.ErrorCodes.CANCEL: "CANCELLED",
+    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: "RESOURCE_EXHAUSTED",
+    h2.errors.ErrorCodes.INADEQUATE_SECURITY: "PERMISSION_DENIED",
+}
+
+DEFAULT_MAX_RECEIVE = 64 * 1024 * 1024  # SpeechKit results can exceed gRPC's 4 MB default
+_RECEIVE_WINDOW = 4 * 1024 * 1024  # per stream; responses are small, this never throttles them
+_CONNECTION_WINDOW = 64 * 1024 * 1024
+_PREFIX = 5  # compressed flag + 4-byte big-endian length
+_INBOX_CREDIT = 8  # window credit is returned while fewer messages than this wait unread
+
+
+class RpcError(Exception):
+    """A call ended with a non-OK status (the status name and its message)."""
+
+    def __init__(self, status: str, message: str = "") -> None:
+        super().__init__(f"{status}: {message}" if message else status)
+        self.status = status
+        self.message = message
+
+
+def _status_of(headers: dict[bytes, bytes]) -> RpcError | None:
+    """The call's outcome from trailers (or a trailers-only answer); None when OK."""
+    raw = headers.get(b"grpc-status")
+    if raw is None:
+        return RpcError("INTERNAL", "response ended without grpc-status")
+    try:
+        code = int(raw)
+    except ValueError:
+        return RpcError("UNKNOWN", "unparsable grpc-status")
+    if code == 0:
+        return None
+    name = STATUS_NAMES[code] if 0 < code < len(STATUS_NAMES) else "UNKNOWN"
+    message = urllib.parse.unquote(headers.get(b"grpc-message", b"").decode("utf-8", "replace"))
+    return RpcError(name, message)
+
+
+def _check_response_headers(headers: dict[bytes, bytes]) -> RpcError | None:
+    status = headers.get(b":status", b"")
+    if status != b"200":
+        try:
+            code = int(status)
+        except ValueError:
+            code = 0
+        return RpcError(_HTTP_STATUS.get(code, "UNKNOWN"), f"HTTP status {code}")
+    if not headers.get(b"content-type", b"").startswith(b"application/grpc"):
+        return RpcError("UNKNOWN", "response is not gRPC (content-type)")
+    return None
+
+
+class H2Call:
+    """One bidirectional streaming call: raw message bytes out and in.
+
+    ``write`` returns without suspending when flow control allows (the usual case); ``read``
+    returns the next message or None once the server ended with OK, and raises RpcError when
+    it ended otherwise.
+    """
+
+    def __init__(self, conn: H2Connection, stream_id: int) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self._inbox: collections.deque[bytes] = collections.deque()
+        self._buffer = bytearray()
+        self._unacked = 0  # received flow-controlled bytes not yet given back to the server
+        self._reader: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._write_lock: asyncio.Lock | None = None
+        self._headers: dict[bytes, bytes] | None = None
+        self.outcome: RpcError | None = None
+        self.ended = False  # the server's side is over (outcome set, or OK)
+        self.half_closed = False
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def write(self, message: bytes) -> None:
+        """Send one serialized message; waits only when the peer's window is exhausted."""
+        if self.ended:
+            raise self.outcome or RpcError("CANCELLED", "call already ended")
+        if self.half_closed:
+            raise RpcError("INTERNAL", "write after done_writing")
+        data = len(message).to_bytes(_PREFIX, "big") + message  # flag 0: not compressed
+        if self._write_lock is None and self._conn.send_now(self, data):
+            return
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock:
+            await self._conn.send_blocking(self, data)
+
+    async def done_writing(self) -> None:
+        """Half-close: the server sees end of stream after the messages already written."""
+        if self.half_closed or self.ended:
+            return
+        if self._write_lock is not None:
+            async with self._write_lock:
+                self._conn.end_stream(self)
+        else:
+            self._conn.end_stream(self)
+        self.half_closed = True
+
+    def cancel(self) -> None:
+        """Abandon the call (RST_STREAM CANCEL); reads then raise CANCELLED."""
+        self._end(RpcError("CANCELLED", "cancelled by the client"))
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def read(self) -> bytes | None:
+        while not self._inbox:
+            if self.ended:
+                if self.outcome is not None:
+                    raise self.outcome
+                return None
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        message = self._inbox.popleft()
+        if self._unacked and len(self._inbox) < 8:  # read side keeps up: give credit back
+            self._conn.acknowledge(self, self._unacked)
+            self._unacked = 0
+        return message
+
+    def __aiter__(self) -> H2Call:
+        return self
+
+    async def __anext__(self) -> bytes:
+        message = await self.read()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    # -- fed by the connection ------------------------------------------------------------
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def _on_headers(self, headers: dict[bytes, bytes]) -> None:
+        if self._headers is None:
+            self._headers = headers
+            problem = _check_response_headers(headers)
+            if problem is not None:
+                self._end(problem)
+            # A trailers-only answer carries grpc-status here; StreamEnded follows.
+        else:  # trailers
+            self._end(_status_of(headers))
+
+    def _on_data(self, data: bytes, flow_length: int, max_receive: int) -> None:
+        self._unacked += flow_length
+        buf = self._buffer
+        buf += data
+        while len(buf) >= _PREFIX:
+            length = int.from_bytes(buf[1:_PREFIX], "big")
+            if buf[0] != 0:
+                self._end(RpcError("INTERNAL", "compressed message was not negotiated"))
+                return
+            if length > max_receive:
+                self._end(RpcError("RESOURCE_EXHAUSTED", "message exceeds receive limit"))
+                return
+            if len(buf) < _PREFIX + length:
+                break
+            self._inbox.append(bytes(buf[_PREFIX : _PREFIX + length]))
+            del buf[: _PREFIX + length]
+        if self._inbox:
+            if len(self._inbox) < _INBOX_CREDIT:
+                self._conn.acknowledge(self, self._unacked)
+                self._unacked = 0
+            self._wake_reader()
+
+    def _on_stream_ended(self) -> None:
+        if self.ended:
+            return
+        if self._buffer:
+            self._end(RpcError("INTERNAL", "stream ended inside a message"))
+        elif self._headers is not None and b"grpc-status" in self._headers:
+            self._end(_status_of(self._headers))  # trailers-only
+        else:
+            self._end(RpcError("INTERNAL", "stream ended without trailers"))
+
+    def _end(self, outcome: RpcError | None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.outcome = outcome
+        self._buffer.clear()
+        self._conn.finished(self)
+        self._wake_reader()
+        self._wake_writer()
+
+
+class H2Connection(asyncio.Protocol):
+    """One HTTP/2 connection carrying many calls; owned by an :class:`H2Channel`."""
+
+    def __init__(
+        self,
+        authority: str,
+        scheme: str,
+        *,
+        max_streams: int = 100,
+        max_receive: int = DEFAULT_MAX_RECEIVE,
+        keepalive_s: float = 10.0,
+        keepalive_timeout_s: float = 5.0,
+        coalesce_s: float = 0.0,
+        on_closed: Callable[[H2Connection], None] | None = None,
+    ) -> None:
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,  # ours are built below, once
+            normalize_outbound_headers=False,
+        )
+        self._h2 = h2.connection.H2Connection(config)
+        self._h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _RECEIVE_WINDOW,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
+            },
+        )
+        self._authority = authority.encode()
+        self._scheme = scheme.encode()
+        self._cap = max_streams
+        self._max_receive = max_receive
+        self._keepalive_s = keepalive_s
+        self._keepalive_timeout_s = keepalive_timeout_s
+        self._on_closed = on_closed
+        self._transport: asyncio.Transport | None = None
+        self.calls: dict[int, H2Call] = {}
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.draining = False  # GOAWAY received or closing: no new calls here
+        self.closed: RpcError | None = None
+        self._paused: asyncio.Future[None] | None = None
+        self._blocked: set[H2Call] = set()
+        self._received_since_ping = True
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_deadline: asyncio.TimerHandle | None = None
+        self._coalesce_s = coalesce_s
+        self._flush_timer: asyncio.TimerHandle | None = None
+
+    # -- capacity -------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """How many more calls may open here (the peer's limit, capped by ours)."""
+        if self.draining or self.closed is not None:
+            return 0
+        limit = min(self._cap, self._h2.remote_settings.max_concurrent_streams)
+        return limit - len(self.calls)
+
+    def open_call(self, path: str, metadata: Iterable[tuple[str, str]]) -> H2Call:
+        """Start a call (HEADERS) on this connection; the caller checked ``capacity``."""
+        stream_id = self._h2.get_next_available_stream_id()
+        headers: list[tuple[bytes, bytes]] = [
+            (b":method", b"POST"),
+            (b":scheme", self._scheme),
+            (b":path", path.encode()),
+            (b":authority", self._authority),
+            (b"content-type", b"application/grpc"),
+            (b"te", b"trailers"),
+            (b"user-agent", b"ivr-bridge-h2"),
+        ]
+        for key, value in metadata:
+            k = key.lower().encode()
+            v = value.encode()
+            # Credentials stay out of both sides' HPACK tables.
+            headers.append(NeverIndexedHeaderTuple(k, v) if k == b"authorization" else (k, v))
+        call = H2Call(self, stream_id)
+        self.calls[stream_id] = call
+        self._h2.send_headers(stream_id, headers)
+        self._flush()
+        self._arm_keepalive()
+        return call
+
+    # -- sending (called by H2Call) -------------------------------------------------------
+
+    def send_now(self, call: H2Call, data: bytes) -> bool:
+        """Send all of ``data`` if windows and the socket allow it now; False otherwise."""
+        if self._paused is not None or self.closed is not None:
+            return False
+        sid = call.stream_id
+        h2c = self._h2
+        if len(data) > h2c.max_outbound_frame_size:
+            return False
+        try:
+            if h2c.local_flow_control_window(sid) < len(data):
+                return False
+            h2c.send_data(sid, data)
+        except h2.exceptions.H2Error:
+            return False
+        self._flush()
+        return True
+
+    async def send_blocking(self, call: H2Call, data: bytes) -> None:
+        """Send ``data`` in as many frames as windows allow, waiting for credit between."""
+        view = memoryview(data)
+        while view:
+            if call.ended:
+                raise call.outcome or RpcError("CANCELLED", "call already ended")
+            if self.closed is not None:
+                raise self.closed
+            if self._paused is not None:
+                await asyncio.shield(self._paused)
+                continue
+            try:
+                window = self._h2.local_flow_control_window(call.stream_id)
+            except h2.exceptions.H2Error as exc:
+                raise RpcError("INTERNAL", f"stream not writable: {type(exc).__name__}") from None
+            size = min(window, self._h2.max_outbound_frame_size, len(view))
+            if size <= 0:
+                call._writable = asyncio.get_running_loop().create_future()
+                self._blocked.add(call)
+                try:
+                    await call._writable
+                finally:
+                    call._writable = None
+                    self._blocked.discard(call)
+                continue
+            self._h2.send_data(call.stream_id, bytes(view[:size]))
+            view = view[size:]
+            self._flush()
+
+    def end_stream(self, call: H2Call) -> None:
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self._h2.end_stream(call.stream_id)
+            self._flush()
+
+    def acknowledge(self, call: H2Call, length: int) -> None:
+        if self.closed is None and length:
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self._h2.acknowledge_received_data(length, call.stream_id)
+                self._flush()
+
+    def finished(self, call: H2Call) -> None:
+        """A call is over: reset its stream if either side is still open, then let it go."""
+        stream = self._h2.streams.get(call.stream_id)
+        if stream is not None and not stream.closed and self.closed is None:
+            code = (
+                h2.errors.ErrorCodes.NO_ERROR
+                if call.outcome is None
+                else h2.errors.ErrorCodes.CANCEL
+            )
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self._h2.reset_stream(call.stream_id, code)
+                self._flush()
+        self.calls.pop(call.stream_id, None)
+        self._blocked.discard(call)
+        if self.draining and not self.calls:
+            self.close()
+
+    def _flush(self) -> None:
+        """Write what h2 has queued: now, or within ``coalesce_s`` together with what other
+        calls on this connection queue meanwhile (one socket write instead of several)."""
+        if self._coalesce_s <= 0:
+            self._write_out()
+        elif self._flush_timer is None and self._transport is not None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(self._coalesce_s, self._write_out)
+
+    def _write_out(self) -> None:
+        self._flush_timer = None
+        data = self._h2.data_to_send()
+        if data and self._transport is not None:
+            self._transport.write(data)
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self._transport = cast(asyncio.Transport, transport)
+        self._h2.initiate_connection()
+        self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        self._write_out()
+
+    def data_received(self, data: bytes) -> None:
+        self._received_since_ping = True
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            log.warning("h2_protocol_error", error=type(exc).__name__)
+            self._fail(RpcError("INTERNAL", f"HTTP/2 protocol error: {type(exc).__name__}"))
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self._h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            self._flush()
+            if self._transport is not None:
+                self._transport.close()
+            return
+        for event in events:
+            self._handle(event)
+        self._flush()
+
+    def _handle(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                call._on_data(event.data, event.flow_controlled_length, self._max_receive)
+            elif event.flow_controlled_length:  # a call we gave up on: credit the connection
+                with contextlib.suppress(h2.exceptions.H2Error):
+                    self._h2.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            for blocked in list(self._blocked):
+                blocked._wake_writer()
+            if isinstance(event, h2.events.RemoteSettingsChanged) and not self.ready.done():
+                self.ready.set_result(None)
+        elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                call._on_headers(dict(event.headers))
+        elif isinstance(event, h2.events.StreamEnded):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                call._on_stream_ended()
+        elif isinstance(event, h2.events.StreamReset):
+            call = self.calls.get(event.stream_id)
+            if call is not None:
+                status = _RESET_STATUS.get(event.error_code, "INTERNAL")
+                call._end(RpcError(status, f"stream reset by the server ({event.error_code!s})"))
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._on_goaway(event)
+        elif isinstance(event, h2.events.PingAckReceived) and self._ping_deadline is not None:
+            self._ping_deadline.cancel()
+            self._ping_deadline = None
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        self.draining = True
+        last = event.last_stream_id if event.last_stream_id is not None else 0
+        why = f"GOAWAY {event.error_code!s}"
+        if event.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM:
+            self._keepalive_s *= 2  # "too_many_pings": back off as grpc-core does
+        log.info("h2_goaway", code=str(event.error_code), open_calls=len(self.calls))
+        for sid, call in list(self.calls.items()):
+            if sid > last:  # never processed: safe to retry elsewhere
+                call._end(RpcError("UNAVAILABLE", f"{why} before the call was processed"))
+            elif event.error_code != h2.errors.ErrorCodes.NO_ERROR:
+                call._end(RpcError("UNAVAILABLE", why))
+        if not self.calls:
+            self.close()
+
+    def pause_writing(self) -> None:
+        if self._paused is None:
+            self._paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._paused is not None:
+            if not self._paused.done():
+                self._paused.set_result(None)
+            self._paused = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RpcError("UNAVAILABLE", "connection to the recognizer lost"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost fails the calls
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _fail(self, error: RpcError) -> None:
+        if self.closed is not None:
+            return
+        self.closed = error
+        self.draining = True
+        for timer in (self._ping_timer, self._ping_deadline, self._flush_timer):
+            if timer is not None:
+                timer.cancel()
+        if not self.ready.done():
+            self.ready.set_exception(error)
+            self.ready.exception()  # retrieved: nobody may be waiting any more
+        for call in list(self.calls.values()):
+            call._end(error)
+        if self._paused is not None and not self._paused.done():
+            self._paused.set_result(None)
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    def close(self) -> None:
+        """Say GOAWAY and close; calls still open end UNAVAILABLE."""
+        if self.closed is None and self._transport is not None:
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self._h2.close_connection()
+            self._write_out()
+            self._transport.close()
+        self._fail(RpcError("UNAVAILABLE", "connection closed"))
+
+    # -- keepalive: a PING when nothing arrived for keepalive_s while calls are open ------
+
+    def _arm_keepalive(self) -> None:
+        if self._ping_timer is None and self._keepalive_s > 0 and self.closed is None:
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self._keepalive_s, self._keepalive_tick)
+
+    def _keepalive_tick(self) -> None:
+        self._ping_timer = None
+        if self.closed is not None or not self.calls:
+            return
+        if not self._received_since_ping and self._ping_deadline is None:
+            self._h2.ping(os.urandom(8))
+            self._flush()
+            loop = asyncio.get_running_loop()
+            self._ping_deadline = loop.call_later(self._keepalive_timeout_s, self._ping_lost)
+        self._received_since_ping = False
+        self._arm_keepalive()
+
+    def _ping_lost(self) -> None:
+        self._ping_deadline = None
+        log.warning("h2_keepalive_timeout")
+        if self._transport is not None:
+            self._transport.abort()
+        self._fail(RpcError("UNAVAILABLE", "keepalive ping not answered"))

@@ -28,6 +28,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 import structlog
 from hpack import NeverIndexedHeaderTuple
 
@@ -107,6 +108,10 @@ def _status_of(headers: dict[bytes, bytes]) -> RpcError | None:
 
 
 def _check_response_headers(headers: dict[bytes, bytes]) -> RpcError | None:
+    if b"grpc-status" in headers:
+        # Trailers-only: the gRPC status decides, whatever the HTTP status or content type
+        # (the gRPC spec's HTTP mapping applies only when grpc-status is missing).
+        return _status_of(headers)
     status = headers.get(b":status", b"")
     if status != b"200":
         try:
@@ -186,7 +191,7 @@ class H2Call:
             finally:
                 self._reader = None
         message = self._inbox.popleft()
-        if self._unacked and len(self._inbox) < 8:  # read side keeps up: give credit back
+        if self._unacked and len(self._inbox) < _INBOX_CREDIT:  # the reader caught up
             self._conn.acknowledge(self, self._unacked)
             self._unacked = 0
         return message
@@ -214,10 +219,11 @@ class H2Call:
         if self._headers is None:
             self._headers = headers
             problem = _check_response_headers(headers)
-            if problem is not None:
-                self._end(problem)
-            # A trailers-only answer carries grpc-status here; StreamEnded follows.
-        else:  # trailers
+            if problem is not None or b"grpc-status" in headers:
+                self._end(problem)  # an error, or a trailers-only answer (then StreamEnded)
+        elif self._buffer:  # trailers after part of a message: whatever they say, it is cut
+            self._end(RpcError("INTERNAL", "stream ended inside a message"))
+        else:
             self._end(_status_of(headers))
 
     def _on_data(self, data: bytes, flow_length: int, max_receive: int) -> None:
@@ -236,19 +242,20 @@ class H2Call:
                 break
             self._inbox.append(bytes(buf[_PREFIX : _PREFIX + length]))
             del buf[: _PREFIX + length]
+        # Credit goes back while the reader keeps up, also for part of a message: a message
+        # larger than the stream window (up to max_receive) would otherwise never complete.
+        if len(self._inbox) < _INBOX_CREDIT:
+            self._conn.acknowledge(self, self._unacked)
+            self._unacked = 0
         if self._inbox:
-            if len(self._inbox) < _INBOX_CREDIT:
-                self._conn.acknowledge(self, self._unacked)
-                self._unacked = 0
             self._wake_reader()
 
     def _on_stream_ended(self) -> None:
         if self.ended:
             return
+        # Trailers (or a trailers-only answer) would have ended the call already.
         if self._buffer:
             self._end(RpcError("INTERNAL", "stream ended inside a message"))
-        elif self._headers is not None and b"grpc-status" in self._headers:
-            self._end(_status_of(self._headers))  # trailers-only
         else:
             self._end(RpcError("INTERNAL", "stream ended without trailers"))
 
@@ -261,6 +268,27 @@ class H2Call:
         self._conn.finished(self)
         self._wake_reader()
         self._wake_writer()
+
+
+class _GracefulConnection(h2.connection.H2Connection):
+    """h2's state machine, except that a GOAWAY lets the streams it spares finish.
+
+    On GOAWAY h2 drops its unsent output and closes its connection state for good
+    (python-hyper/h2#1181): DATA, trailers or a PING the server still sends for streams at
+    or below last_stream_id would be protocol errors, and our own writes on them too. gRPC
+    servers shut down exactly so (GOAWAY, PING, then the remaining calls' responses; RFC 9113
+    section 6.8 allows it). New calls never go on a draining connection (H2Connection).
+    """
+
+    def clear_outbound_data_buffer(self) -> None:
+        """Kept: only h2's GOAWAY handling calls this, and the frames are still owed."""
+
+    def _receive_goaway_frame(
+        self, frame: hyperframe.frame.GoAwayFrame
+    ) -> tuple[list[hyperframe.frame.Frame], list[h2.events.Event]]:
+        frames, events = super()._receive_goaway_frame(frame)
+        self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        return frames, events
 
 
 class H2Connection(asyncio.Protocol):
@@ -284,7 +312,7 @@ class H2Connection(asyncio.Protocol):
             validate_outbound_headers=False,  # ours are built below, once
             normalize_outbound_headers=False,
         )
-        self._h2 = h2.connection.H2Connection(config)
+        self._h2 = _GracefulConnection(config)
         self._h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -418,6 +446,9 @@ class H2Connection(asyncio.Protocol):
             with contextlib.suppress(h2.exceptions.H2Error):
                 self._h2.reset_stream(call.stream_id, code)
                 self._flush()
+        if call._unacked:  # bytes it will never read: the connection's window gets them back
+            self.acknowledge(call, call._unacked)
+            call._unacked = 0
         self.calls.pop(call.stream_id, None)
         self._blocked.discard(call)
         if self.draining and not self.calls:

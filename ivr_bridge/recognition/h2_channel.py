@@ -94,7 +94,13 @@ class H2Channel:
             if self._connecting is None:
                 self._connecting = asyncio.create_task(self._connect())
             task = self._connecting
-            await asyncio.shield(task)  # raises the attempt's RpcError to every waiter
+            try:
+                await asyncio.shield(task)  # raises the attempt's RpcError to every waiter
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():
+                    raise  # this caller was cancelled
+                # close() cancelled the shared attempt: the loop says the channel is closed
 
     def _roomiest(self) -> H2Connection | None:
         best: H2Connection | None = None
@@ -107,6 +113,8 @@ class H2Channel:
 
     async def _connect(self) -> H2Connection:
         loop = asyncio.get_running_loop()
+        transport: asyncio.BaseTransport | None = None
+        connected = False
         try:
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
@@ -119,9 +127,10 @@ class H2Channel:
                     )
                     tls = transport.get_extra_info("ssl_object")
                     if tls is not None and tls.selected_alpn_protocol() != "h2":
-                        transport.close()
                         raise RpcError("UNAVAILABLE", f"{self.endpoint} did not agree to HTTP/2")
                     await conn.ready  # the server's SETTINGS: its stream limit is known
+                if conn.capacity <= 0:  # MAX_CONCURRENT_STREAMS 0, or a GOAWAY already
+                    raise RpcError("UNAVAILABLE", f"{self.endpoint} accepts no calls now")
             except TimeoutError:
                 raise RpcError("UNAVAILABLE", f"connect to {self.endpoint} timed out") from None
             except ssl.SSLError as exc:
@@ -134,8 +143,12 @@ class H2Channel:
             self._retry_at = loop.time() + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, _BACKOFF_MAX_S)
             raise
+        else:
+            connected = True
         finally:
             self._connecting = None
+            if transport is not None and not connected:
+                transport.close()  # a socket up but no usable connection: not left open
         self._failed = False
         self._backoff_s = _BACKOFF_FIRST_S
         self._connections.append(conn)

@@ -333,7 +333,7 @@ class H2Connection(asyncio.Protocol):
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.draining = False  # GOAWAY received or closing: no new calls here
         self.closed: RpcError | None = None
-        self._paused: asyncio.Future[None] | None = None
+        self._paused = False  # the transport's buffer is full (pause_writing)
         self._blocked: set[H2Call] = set()
         self._received_since_ping = True
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -379,7 +379,7 @@ class H2Connection(asyncio.Protocol):
 
     def send_now(self, call: H2Call, data: bytes) -> bool:
         """Send all of ``data`` if windows and the socket allow it now; False otherwise."""
-        if self._paused is not None or self.closed is not None:
+        if self._paused or self.closed is not None:
             return False
         sid = call.stream_id
         h2c = self._h2
@@ -402,15 +402,18 @@ class H2Connection(asyncio.Protocol):
                 raise call.outcome or RpcError("CANCELLED", "call already ended")
             if self.closed is not None:
                 raise self.closed
-            if self._paused is not None:
-                await asyncio.shield(self._paused)
-                continue
-            try:
-                window = self._h2.local_flow_control_window(call.stream_id)
-            except h2.exceptions.H2Error as exc:
-                raise RpcError("INTERNAL", f"stream not writable: {type(exc).__name__}") from None
-            size = min(window, self._h2.max_outbound_frame_size, len(view))
+            size = 0
+            if not self._paused:
+                try:
+                    window = self._h2.local_flow_control_window(call.stream_id)
+                except h2.exceptions.H2Error as exc:
+                    raise RpcError(
+                        "INTERNAL", f"stream not writable: {type(exc).__name__}"
+                    ) from None
+                size = min(window, self._h2.max_outbound_frame_size, len(view))
             if size <= 0:
+                # No window, or a full socket: woken by credit, resume_writing, or the call's
+                # end (a cancel must not wait for a socket that may never drain).
                 call._writable = asyncio.get_running_loop().create_future()
                 self._blocked.add(call)
                 try:
@@ -506,8 +509,7 @@ class H2Connection(asyncio.Protocol):
                         event.flow_controlled_length, event.stream_id
                     )
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-            for blocked in list(self._blocked):
-                blocked._wake_writer()
+            self._wake_blocked()
             if isinstance(event, h2.events.RemoteSettingsChanged) and not self.ready.done():
                 self.ready.set_result(None)
         elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
@@ -529,6 +531,10 @@ class H2Connection(asyncio.Protocol):
             self._ping_deadline.cancel()
             self._ping_deadline = None
 
+    def _wake_blocked(self) -> None:
+        for blocked in list(self._blocked):
+            blocked._wake_writer()
+
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         self.draining = True
         last = event.last_stream_id if event.last_stream_id is not None else 0
@@ -545,14 +551,11 @@ class H2Connection(asyncio.Protocol):
             self.close()
 
     def pause_writing(self) -> None:
-        if self._paused is None:
-            self._paused = asyncio.get_running_loop().create_future()
+        self._paused = True
 
     def resume_writing(self) -> None:
-        if self._paused is not None:
-            if not self._paused.done():
-                self._paused.set_result(None)
-            self._paused = None
+        self._paused = False
+        self._wake_blocked()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RpcError("UNAVAILABLE", "connection to the recognizer lost"))
@@ -575,8 +578,6 @@ class H2Connection(asyncio.Protocol):
             self.ready.exception()  # retrieved: nobody may be waiting any more
         for call in list(self.calls.values()):
             call._end(error)
-        if self._paused is not None and not self._paused.done():
-            self._paused.set_result(None)
         if self._on_closed is not None:
             self._on_closed(self)
 

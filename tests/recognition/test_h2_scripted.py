@@ -9,7 +9,7 @@ escaped to the event loop's exception handler and no task was left behind.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import h2.errors
@@ -66,6 +66,11 @@ class Harness:
 
 async def within(aw: Any) -> Any:
     return await asyncio.wait_for(aw, BOUND_S)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
 
 
 async def outcome(call: H2Call) -> RpcError | None:
@@ -485,3 +490,57 @@ async def test_cancel_resets_the_stream_and_reads_raise_cancelled(harness: Harne
     with pytest.raises(RpcError):
         await call.write(b"x")
     await call.done_writing()  # a no-op once over
+
+
+async def test_a_writer_waiting_on_a_full_socket_is_released_by_cancel(harness: Harness) -> None:
+    """The server stops reading with huge windows open: writes fill the socket's buffers and
+    wait; cancelling the call must end that wait now, not when the connection dies."""
+    huge = 2**31 - 1
+    server = await harness.server(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: huge})
+    channel = harness.channel(server)
+    call, peer, sid = await harness.call(channel, server)
+    peer.h2.increment_flow_control_window(huge - 65535)
+    await within(peer.sync())  # the client has the connection window too
+    peer.freeze()
+    conn = channel._connections[0]
+
+    async def write_forever() -> None:
+        while True:
+            await call.write(bytes(1 << 20))
+
+    writer = asyncio.create_task(write_forever())
+    await within(until(lambda: conn._paused))  # a write waits for the socket
+    call.cancel()
+    with pytest.raises(RpcError) as raised:
+        await within(writer)
+    assert raised.value.status == "CANCELLED"
+    assert channel.connectivity(try_to_connect=False) == "READY"  # only the call is over
+
+
+async def test_writes_waiting_on_a_full_socket_go_on_when_it_drains(harness: Harness) -> None:
+    huge = 2**31 - 1
+    server = await harness.server(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: huge})
+    channel = harness.channel(server)
+    call, peer, sid = await harness.call(channel, server)
+    peer.h2.increment_flow_control_window(huge - 65535)
+    await within(peer.sync())
+    peer.freeze()
+    conn = channel._connections[0]
+    messages = [bytes([n]) * (1 << 20) for n in range(8)]
+
+    async def write_all() -> None:
+        for message in messages:
+            await call.write(message)
+        await call.done_writing()
+
+    writer = asyncio.create_task(write_all())
+    await within(until(lambda: conn._paused))
+    assert not writer.done()
+    assert peer.transport is not None
+    peer.transport.resume_reading()
+    await within(writer)
+    await within(peer.next(h2.events.StreamEnded, sid))
+    assert bytes(peer.received[sid]) == b"".join(framed(m) for m in messages)
+    peer.respond(sid)
+    peer.trailers(sid)
+    assert await outcome(call) is None

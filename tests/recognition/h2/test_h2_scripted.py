@@ -1,7 +1,7 @@
 """The h2 gRPC client against a scripted HTTP/2 server: what a real server rarely does.
 
 HTTP errors from a proxy, resets, GOAWAY, broken framing, a hung or vanished peer, tiny
-windows, garbage. Each test drives the server frame by frame (tests/recognition/h2_peer.py)
+windows, garbage. Each test drives the server frame by frame (tests/recognition/h2/peer.py)
 and asserts the call's outcome, never a duration. Every test also checks that nothing
 escaped to the event loop's exception handler and no task was left behind.
 """
@@ -22,7 +22,7 @@ from hpack import NeverIndexedHeaderTuple
 from ivr_bridge.recognition import h2_grpc
 from ivr_bridge.recognition.h2_channel import H2Channel
 from ivr_bridge.recognition.h2_grpc import H2Call, RpcError
-from tests.recognition.h2_peer import GRPC_HEADERS, Peer, ScriptedServer, framed
+from tests.recognition.h2.peer import GRPC_HEADERS, Peer, ScriptedServer, framed
 
 PATH = "/test.Scripted/Call"
 BOUND_S = 10.0  # an upper bound on waits, so a bug fails the test instead of hanging it

@@ -7,14 +7,14 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h2.settings
 import pytest
 
 from ivr_bridge.recognition.h2_channel import H2Channel, split_endpoint
 from ivr_bridge.recognition.h2_grpc import RpcError
-from tests.recognition.h2_peer import ScriptedServer, self_signed, server_tls
+from tests.recognition.h2.peer import ScriptedServer, self_signed, server_tls
 
 PATH = "/test.Channel/Call"
 BOUND_S = 10.0
@@ -45,11 +45,11 @@ class Listener(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.accepted += 1
         self.transports.append(transport)
-        assert isinstance(transport, asyncio.WriteTransport)
         if self.reply:
-            transport.write(self.reply)
+            writer = cast(asyncio.WriteTransport, transport)  # uvloop's are only alike
+            writer.write(self.reply)
             if self.close_after_reply:
-                transport.close()
+                writer.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed.set()

@@ -14,7 +14,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
 from ivr_bridge.recognition.h2_grpc import H2Call, H2Connection, RpcError
-from tests.recognition.h2_peer import GRPC_HEADERS, framed
+from tests.recognition.h2.peer import GRPC_HEADERS, framed
 
 PATH = "/test.Framing/Call"
 

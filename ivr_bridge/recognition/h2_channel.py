@@ -171,6 +171,9 @@ class H2Channel:
     def _dropped(self, conn: H2Connection) -> None:
         with contextlib.suppress(ValueError):
             self._connections.remove(conn)
+        keepalive_s, keepalive_timeout_s = self._keepalive
+        if conn.keepalive_s > keepalive_s:  # "too many pings": the next connection slows too
+            self._keepalive = (conn.keepalive_s, keepalive_timeout_s)
 
     def connectivity(self, try_to_connect: bool = True) -> str:
         """READY, CONNECTING, TRANSIENT_FAILURE, IDLE or SHUTDOWN (gRPC's names).

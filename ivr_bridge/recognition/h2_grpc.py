@@ -341,6 +341,11 @@ class H2Connection(asyncio.Protocol):
         self._coalesce_s = coalesce_s
         self._flush_timer: asyncio.TimerHandle | None = None
 
+    @property
+    def keepalive_s(self) -> float:
+        """The PING interval now (doubled by each "too many pings" GOAWAY)."""
+        return self._keepalive_s
+
     # -- capacity -------------------------------------------------------------------------
 
     @property

@@ -544,3 +544,16 @@ async def test_writes_waiting_on_a_full_socket_go_on_when_it_drains(harness: Har
     peer.respond(sid)
     peer.trailers(sid)
     assert await outcome(call) is None
+
+
+async def test_too_many_pings_slows_keepalive_for_the_next_connections(harness: Harness) -> None:
+    server = await harness.server()
+    channel = harness.channel(server, keepalive_s=0.05)
+    call, peer, sid = await harness.call(channel, server)
+    peer.goaway(last_stream_id=sid, code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+    error = await outcome(call)
+    assert error is not None and error.status == "UNAVAILABLE"
+    again, peer2, _ = await harness.call(channel, server)
+    assert peer2 is not peer
+    assert channel._connections[0].keepalive_s == 0.1  # twice the configured interval
+    again.cancel()

@@ -349,6 +349,11 @@ class Call:
                 message_no=self._messages,
             )
             return "protocol_error", (exc.close_code, exc.reason)
+        if len(events) == 1 and type(events[0]) is Audio:  # a media frame: most messages
+            self._last_media = self._clock.now()
+            self._on_audio(events[0])
+            close = self._dialect.close_to_send()
+            return None if close is None else ("closed_by_dialect", close)
         if any(type(e) is Audio for e in events):  # exact type: the per-frame check
             self._last_media = self._clock.now()
         elif self._bucket is not None and not self._bucket.take(self._clock.now()):
@@ -447,7 +452,7 @@ class Call:
     def _on_audio(self, event: Audio) -> None:
         channel = self._channels.get(event.channel)
         if channel is not None:
-            channel.push_audio(event.pcm)
+            channel.push_audio(event.pcm, event.ulaw)
             if self._recorder is not None:
                 self._recorder.on_audio(event.channel, event.pcm, channel.ledger.end)
             self._silence_mark[event.channel] = channel.ledger.inserted_silence

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -85,6 +86,15 @@ def _serve_all(settings: Settings) -> int:
         raise StartupFailed(str(exc)) from None
 
 
+def _settle_collector() -> None:
+    """After startup: what exists now (modules, descriptors, the app) lives as long as the
+    process, so the cyclic collector stops rescanning it (gc.freeze), and young-generation
+    collections run every 10,000 container allocations instead of 700: calls allocate a few
+    small objects per 20 ms frame and almost never make cycles."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 async def _serve(
     settings: Settings,
     listen_socket: socket.socket | None = None,
@@ -99,6 +109,7 @@ async def _serve(
         raise StartupFailed(str(exc)) from None
     except Exception as exc:  # any other cause still gets one line, not a traceback
         raise StartupFailed(_one_line(exc)) from None
+    _settle_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     reopening: set[asyncio.Task[bool]] = set()

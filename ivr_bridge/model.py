@@ -72,6 +72,10 @@ class Audio:
     channel: str
     pcm: bytes
     timestamp_ms: int | None = None  # the PBX's media timestamp, if it sends one
+    # The same samples as they came off the wire in mu-law, when they did (and were not
+    # resampled): the ledger keeps these bytes instead of encoding ``pcm`` again. A cache of
+    # ``pcm``, so not part of equality.
+    ulaw: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

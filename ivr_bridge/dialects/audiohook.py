@@ -818,13 +818,10 @@ class AudioHookDialect(QueuedOutput):
         self._timeline += samples
         self.counters.audio_frames += 1
         self.counters.audio_samples += samples
+        planes = [data[index::width] if width > 1 else data for index in range(width)]
         return [
-            Audio(
-                CHANNEL_NAMES[name],
-                ulaw_to_pcm16(data[index::width] if width > 1 else data),
-                timestamp_ms,
-            )
-            for index, name in enumerate(self._channels)
+            Audio(CHANNEL_NAMES[name], ulaw_to_pcm16(plane), timestamp_ms, plane)
+            for name, plane in zip(self._channels, planes, strict=True)
         ]
 
 

@@ -410,8 +410,11 @@ class TwilioStyleDialect(QueuedOutput):
         out_rate = recognizer_rate(start.wire_rate)
         if out_rate != start.wire_rate:
             pcm = resample(pcm, start.wire_rate, out_rate)
+            ulaw = None
+        else:
+            ulaw = raw if start.codec == "pcmu" else None
         relative = None if stamp is None or self.timestamp_is_epoch else stamp
-        audio = Audio(CHANNEL_NAMES[track], pcm, relative)
+        audio = Audio(CHANNEL_NAMES[track], pcm, relative, ulaw)
         if gap_ms and self._fill_gaps:
             return [MediaGap(CHANNEL_NAMES[track], gap_ms), audio]
         return [audio]

@@ -132,11 +132,11 @@ class RecognitionChannel:
 
     # ---- called by the PBX reader: synchronous, never blocks --------------------------
 
-    def push_audio(self, pcm: bytes) -> None:
+    def push_audio(self, pcm: bytes, wire_ulaw: bytes | None = None) -> None:
         gap_ms = self._keepalive.on_media(self._clock.now())
         if gap_ms:
             self._insert_silence(gap_ms)
-        self.ledger.append_audio(pcm)
+        self.ledger.append_audio(pcm, wire_ulaw)
         # Wake the sender once a chunk is ready (or audio follows silence it must flush), not
         # on every 20 ms frame; the ticker wakes it for the periodic checks.
         if gap_ms or self.ledger.end - self._cursor >= self._chunk:

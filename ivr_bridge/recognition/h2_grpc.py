@@ -495,7 +495,7 @@ class H2Connection(asyncio.Protocol):
             self._fail(RpcError("INTERNAL", f"HTTP/2 protocol error: {type(exc).__name__}"))
             with contextlib.suppress(h2.exceptions.H2Error):
                 self._h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            self._flush()
+            self._write_out()
             if self._transport is not None:
                 self._transport.close()
             return

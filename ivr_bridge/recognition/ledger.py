@@ -140,14 +140,20 @@ class AudioLedger:
         """Bytes of audio currently kept (the ledger's memory, roughly)."""
         return sum(len(b.pcm) for b in self._blocks if b.pcm is not None)
 
-    def append_audio(self, pcm: bytes) -> None:
+    def append_audio(self, pcm: bytes, wire_ulaw: bytes | None = None) -> None:
+        """Append PCM16 samples; ``wire_ulaw``, when given, is the mu-law they were decoded
+        from (kept as it is: no encoding, no round-trip check)."""
         n = len(pcm) // BYTES_PER_SAMPLE
         if n == 0:
             return
-        data = pcm[: n * BYTES_PER_SAMPLE]
-        compact = pcm16_to_ulaw(data)
-        ulaw = ulaw_to_pcm16(compact) == data  # mu-law holds these samples exactly
-        stored = compact if ulaw else data
+        if wire_ulaw is not None and len(wire_ulaw) == n:
+            stored: bytes = wire_ulaw
+            ulaw = True
+        else:
+            data = pcm[: n * BYTES_PER_SAMPLE]
+            compact = pcm16_to_ulaw(data)
+            ulaw = ulaw_to_pcm16(compact) == data  # mu-law holds these samples exactly
+            stored = compact if ulaw else data
         last = self._blocks[-1] if self._blocks else None
         if (
             last is not None

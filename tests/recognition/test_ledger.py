@@ -186,3 +186,30 @@ def test_released_audio_is_freed_once_sent_but_never_before() -> None:
     st = led.stats()
     assert st.dropped_samples == 0 and st.pending_samples == 2000
     assert st.received_samples == st.sent_first_samples + st.dropped_samples + st.pending_samples
+
+
+@given(st.lists(st.binary(min_size=0, max_size=400), min_size=1, max_size=12))
+@settings(max_examples=60, deadline=None)
+def test_wire_ulaw_is_kept_as_received_and_reads_back_the_same(frames: list[bytes]) -> None:
+    """Audio that arrived as mu-law is stored from the wire bytes, not re-encoded, and reads
+    back exactly as the ledger that encodes the PCM itself."""
+    given_wire = AudioLedger(8000, 60)
+    encoded = AudioLedger(8000, 60)
+    for wire in frames:
+        decoded = ulaw_to_pcm16(wire)
+        given_wire.append_audio(decoded, wire)
+        encoded.append_audio(decoded)
+    assert given_wire.end == encoded.end
+    assert given_wire.held_bytes == encoded.held_bytes
+    if encoded.end:
+        a = given_wire.read(0, encoded.end, 8000)
+        b = encoded.read(0, encoded.end, 8000)
+        assert a is not None and b is not None and a.pcm == b.pcm
+
+
+def test_wire_ulaw_of_the_wrong_length_is_ignored() -> None:
+    """A mismatched wire copy cannot corrupt the ledger: the PCM is encoded as usual."""
+    led = AudioLedger(8000, 60)
+    led.append_audio(pcm(160, 1000), b"\xff" * 10)
+    piece = led.read(0, 160, 8000)
+    assert piece is not None and piece.pcm == pcm(160, 1000)

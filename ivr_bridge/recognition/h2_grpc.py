@@ -174,7 +174,10 @@ class H2Call:
         self.half_closed = True
 
     def cancel(self) -> None:
-        """Abandon the call (RST_STREAM CANCEL); reads then raise CANCELLED."""
+        """Abandon the call (RST_STREAM CANCEL); reads then raise CANCELLED at once, as on
+        grpc.aio: messages that arrived but were not read are dropped."""
+        if not self.ended:
+            self._inbox.clear()
         self._end(RpcError("CANCELLED", "cancelled by the client"))
 
     # -- reading --------------------------------------------------------------------------

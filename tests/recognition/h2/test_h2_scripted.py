@@ -485,11 +485,43 @@ async def test_cancel_resets_the_stream_and_reads_raise_cancelled(harness: Harne
     call.cancel()
     reset = await within(peer.next(h2.events.StreamReset, sid))
     assert reset.error_code == h2.errors.ErrorCodes.CANCEL
-    error = await outcome(call)
-    assert error is not None and error.status == "CANCELLED"
+    with pytest.raises(RpcError) as raised:
+        await call.read()  # the unread message is dropped, as grpc.aio does
+    assert raised.value.status == "CANCELLED"
     with pytest.raises(RpcError):
         await call.write(b"x")
     await call.done_writing()  # a no-op once over
+    call.cancel()  # and so is a second cancel
+
+
+async def test_cancel_after_the_end_keeps_what_arrived(harness: Harness) -> None:
+    server = await harness.server()
+    call, peer, sid = await harness.call(harness.channel(server), server)
+    peer.respond(sid)
+    peer.message(sid, b"last words")
+    peer.trailers(sid)
+    await within(peer.sync())
+    call.cancel()  # too late to cancel: the call is over, its messages stay readable
+    assert await call.read() == b"last words"
+    assert await call.read() is None
+
+
+async def test_writes_after_done_writing_are_refused(harness: Harness) -> None:
+    server = await harness.server(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    call, peer, sid = await harness.call(harness.channel(server), server)
+    writer = asyncio.create_task(call.write(bytes(5000)))  # waits for window, a bit at a time
+    await asyncio.sleep(0)
+    await within(call.done_writing())  # after the write, not in the middle of it
+    await within(writer)
+    await call.done_writing()
+    with pytest.raises(RpcError) as raised:
+        await call.write(b"late")
+    assert raised.value.status == "INTERNAL"
+    await within(peer.next(h2.events.StreamEnded, sid))
+    assert bytes(peer.received[sid]) == framed(bytes(5000))
+    peer.respond(sid)
+    peer.trailers(sid)
+    assert await outcome(call) is None
 
 
 async def test_a_writer_waiting_on_a_full_socket_is_released_by_cancel(harness: Harness) -> None:

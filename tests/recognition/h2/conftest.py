@@ -4,13 +4,20 @@ runs on by default (``ivr-bridge serve``); transports, TLS and write buffering d
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Callable, Mapping
 
 import pytest
-import uvloop
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
-) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+) -> Mapping[str, LoopFactory]:
+    factories: dict[str, LoopFactory] = {"asyncio": asyncio.new_event_loop}
+    if importlib.util.find_spec("uvloop") is not None:  # a dev dependency, not on Windows
+        import uvloop
+
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories

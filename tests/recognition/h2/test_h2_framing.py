@@ -10,6 +10,7 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.events
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
@@ -169,3 +170,25 @@ def test_write_then_trailers_round_trip_on_the_wire() -> None:
         return sent, await read_all(call)
 
     assert asyncio.run(scenario()) == (framed(b"ping"), [b"pong"])
+
+
+def test_frames_after_a_goaway_in_the_same_read_are_still_served() -> None:
+    """grpc-core's graceful shutdown arrives as GOAWAY, PING and the kept call's responses,
+    often in one socket read; h2 alone would call everything after the GOAWAY an error."""
+
+    async def scenario() -> tuple[list[bytes], bool, bytes]:
+        wire = Wire()
+        kept = wire.open()
+        wire.deliver([])
+        wire.server.close_connection(last_stream_id=kept.stream_id)
+        wire.server.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+        wire.server.ping(b"shutdown")
+        wire.server.send_data(kept.stream_id, framed(b"answer"))
+        wire.server.send_headers(kept.stream_id, [(b"grpc-status", b"0")], end_stream=True)
+        wire.client.data_received(wire.server.data_to_send())  # one read, all of it
+        draining = wire.client.draining
+        events = wire.server.receive_data(wire.transport.take())
+        acked = b"".join(e.ping_data for e in events if isinstance(e, h2.events.PingAckReceived))
+        return await read_all(kept), draining, acked
+
+    assert asyncio.run(scenario()) == ([b"answer"], True, b"shutdown")

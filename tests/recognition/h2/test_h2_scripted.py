@@ -409,7 +409,7 @@ async def test_server_that_stops_answering_pings_fails_the_call(harness: Harness
 
 async def test_quiet_server_that_answers_pings_keeps_the_call(harness: Harness) -> None:
     server = await harness.server()
-    channel = harness.channel(server, keepalive_s=0.05, keepalive_timeout_s=1.0)
+    channel = harness.channel(server, keepalive_s=0.05, keepalive_timeout_s=5.0)
     call, peer, sid = await harness.call(channel, server)
     peer.respond(sid)
     for _ in range(3):  # three rounds of silence, each answered

@@ -334,6 +334,7 @@ class H2Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.calls: dict[int, H2Call] = {}
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._greeting = b""  # the first bytes from the server, until its SETTINGS arrive
         self.draining = False  # GOAWAY received or closing: no new calls here
         self.closed: RpcError | None = None
         self._paused = False  # the transport's buffer is full (pause_writing)
@@ -491,6 +492,12 @@ class H2Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received_since_ping = True
+        if not self.ready.done() and not self._greeting_is_settings(data):
+            log.warning("h2_not_http2")
+            self._fail(RpcError("UNAVAILABLE", "the server did not answer in HTTP/2"))
+            if self._transport is not None:
+                self._transport.close()
+            return
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -505,6 +512,15 @@ class H2Connection(asyncio.Protocol):
         for event in events:
             self._handle(event)
         self._flush()
+
+    def _greeting_is_settings(self, data: bytes) -> bool:
+        """Whether the server's first frame is SETTINGS, as HTTP/2 requires (RFC 9113 3.4).
+
+        h2 checks a frame's length only once the whole frame has arrived: an HTTP/1.1 answer
+        read as a frame header announces megabytes, and the connect would wait for them.
+        """
+        self._greeting += data[: 4 - len(self._greeting)]
+        return len(self._greeting) < 4 or self._greeting[3] == 0x4  # byte 3: frame type
 
     def _handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.DataReceived):

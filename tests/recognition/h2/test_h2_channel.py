@@ -145,6 +145,23 @@ async def test_an_http1_server_is_unavailable(listen: Callable[..., Any]) -> Non
         await channel.close()
 
 
+async def test_an_http1_answer_on_an_open_socket_fails_at_once(
+    listen: Callable[..., Any],
+) -> None:
+    """Not an HTTP/2 server, and it keeps the socket open: known from its first bytes, not
+    from the connect timeout."""
+    listener = Listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    channel = H2Channel(await listen(listener), tls=False, connect_timeout_s=60)
+    try:
+        with pytest.raises(RpcError) as raised:
+            await within(channel.open_call(PATH, []))
+        assert raised.value.status == "UNAVAILABLE"
+        assert "did not answer in HTTP/2" in raised.value.message
+        await within(listener.closed.wait())
+    finally:
+        await channel.close()
+
+
 async def test_closing_the_channel_during_a_connect_fails_the_waiting_calls(
     listen: Callable[..., Any],
 ) -> None:

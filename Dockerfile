@@ -3,7 +3,7 @@ FROM python:3.13-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY ivr_bridge ./ivr_bridge
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install '.[nats]'
 
 FROM python:3.13-slim
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin ivr

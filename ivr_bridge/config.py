@@ -33,8 +33,8 @@ class ServerSettings:
     # this fraction of a core (0 = off for either), so calls in progress stay real time.
     max_loop_lag_ms: float = 250.0
     max_cpu: float = 0.0
-    # "asyncio" or "uvloop" (if installed); see README Benchmarks for why the default.
-    event_loop: str = "asyncio"
+    # "uvloop" (asyncio where it is not installed) or "asyncio"; README Benchmarks has why.
+    event_loop: str = "uvloop"
     # Processes serving the one port (pre-forked on one listening socket); 0 = one per core.
     workers: int = 0
     drain_timeout_s: float = 30.0

@@ -204,7 +204,7 @@ class BridgeServer:
         self.metrics = Metrics()
         limits = overload or OverloadLimits(max_calls=max_calls, max_loop_lag_ms=0.0)
         self.admission = AdmissionPolicy(limits)
-        self._monitor = LoadMonitor(self.admission)
+        self._monitor = LoadMonitor(self.admission, self._fd_pressure)
         # One worker of several (workers.py): accept on the shared socket, answer health and
         # metrics for the whole service.
         self._sock = sock
@@ -270,18 +270,28 @@ class BridgeServer:
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
             self.metrics.connection_refused("fd_limit")
-            if self._fd_log.should_log(self._clock.now()):
-                log.error(
-                    "fd_limit_reached",
-                    error=errno.errorcode.get(exc.errno or 0, "?"),
-                    suppressed=self._fd_log.take_suppressed(),
-                    active_calls=len(self._calls),
-                )
+            self._log_fd_limit(errno.errorcode.get(exc.errno or 0, "?"))
             return
         if self._previous_handler is not None:
             self._previous_handler(loop, context)
         else:
             loop.default_exception_handler(context)
+
+    def _fd_pressure(self) -> None:
+        """The load monitor found descriptors near the limit: the same line, whichever event
+        loop runs (uvloop accepts and drops connections past the limit without a word)."""
+        self._log_fd_limit("near_limit")
+
+    def _log_fd_limit(self, error: str) -> None:
+        if self._fd_log.should_log(self._clock.now()):
+            log.error(
+                "fd_limit_reached",
+                error=error,
+                open_fds=self.admission.fds,
+                limit=self.admission.fd_limit,
+                suppressed=self._fd_log.take_suppressed(),
+                active_calls=len(self._calls),
+            )
 
     # ---- HTTP side: health and routing before the upgrade ------------------------------
 

@@ -11,12 +11,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from ivr_bridge import overload
 from ivr_bridge.call import CallOptions
 from ivr_bridge.dialects.registry import build_routes
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events.console import CallbackSink
 from ivr_bridge.model import UtteranceEvent
-from ivr_bridge.overload import AdmissionPolicy, OverloadLimits
+from ivr_bridge.overload import AdmissionPolicy, LoadMonitor, OverloadLimits
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.server import BridgeServer
 from ivr_bridge.simulate import SimulationReport, simulate_pcm
@@ -37,6 +38,42 @@ def test_policy_refuses_on_each_limit_and_counts_by_reason() -> None:
     refusal = policy.check(0)
     assert refusal is not None and refusal.reason == "cpu"
     assert policy.refused == {"max_calls": 1, "loop_lag": 1, "cpu": 1}
+
+
+def test_descriptors_near_the_soft_limit_refuse_new_calls() -> None:
+    """Always on: within the reserve of RLIMIT_NOFILE a call is refused before accept()
+    would fail; an unknown limit (no /proc) never refuses."""
+    policy = AdmissionPolicy(OverloadLimits(max_calls=100, max_loop_lag_ms=0))
+    assert policy.check(0) is None  # nothing observed yet
+    policy.observe_fds(900, 1024)
+    assert policy.check(0) is None and not policy.fd_pressure
+    policy.observe_fds(1024 - overload.fd_reserve(1024), 1024)
+    refusal = policy.check(0)
+    assert refusal is not None and refusal.reason == "fd_limit"
+    assert "1004 of 1024" in refusal.detail
+    assert overload.fd_reserve(96) == 8  # small limits keep a floor of free descriptors
+
+
+def test_descriptor_count_when_none_is_left_to_read_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listing /proc/self/fd needs a descriptor: EMFILE there means all are in use, and the
+    monitor reports the pressure (uvloop drops connections past the limit silently)."""
+    import errno
+
+    def exhausted(path: str) -> list[str]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr("ivr_bridge.overload.os.listdir", exhausted)
+    assert overload.open_fds() == overload.fd_soft_limit()
+    pressured: list[int] = []
+    policy = AdmissionPolicy(OverloadLimits())
+    LoadMonitor(policy, lambda: pressured.append(policy.fds)).sample_fds()
+    assert pressured == [overload.fd_soft_limit()] and policy.fd_pressure
+
+    def missing(path: str) -> list[str]:
+        raise FileNotFoundError(errno.ENOENT, "no /proc")
+
+    monkeypatch.setattr("ivr_bridge.overload.os.listdir", missing)
+    assert overload.open_fds() is None
 
 
 def test_zero_turns_a_signal_off() -> None:

@@ -90,7 +90,11 @@ class H2Channel:
                 raise RpcError("UNAVAILABLE", "channel closed")
             conn = self._roomiest()
             if conn is not None:
-                return conn.open_call(path, metadata)
+                try:
+                    return conn.open_call(path, metadata)
+                except RpcError:
+                    continue  # that connection now refuses calls (draining): another one
+
             if self._connecting is None:
                 self._connecting = asyncio.create_task(self._connect())
             task = self._connecting

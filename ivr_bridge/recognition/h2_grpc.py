@@ -362,7 +362,6 @@ class H2Connection(asyncio.Protocol):
 
     def open_call(self, path: str, metadata: Iterable[tuple[str, str]]) -> H2Call:
         """Start a call (HEADERS) on this connection; the caller checked ``capacity``."""
-        stream_id = self._h2.get_next_available_stream_id()
         headers: list[tuple[bytes, bytes]] = [
             (b":method", b"POST"),
             (b":scheme", self._scheme),
@@ -377,9 +376,15 @@ class H2Connection(asyncio.Protocol):
             v = value.encode()
             # Credentials stay out of both sides' HPACK tables.
             headers.append(NeverIndexedHeaderTuple(k, v) if k == b"authorization" else (k, v))
+        try:
+            stream_id = self._h2.get_next_available_stream_id()
+            self._h2.send_headers(stream_id, headers)
+        except h2.exceptions.H2Error as exc:
+            # Out of stream ids, or over a limit h2 knows better: no more calls here.
+            self.draining = True
+            raise RpcError("UNAVAILABLE", f"cannot open a stream: {type(exc).__name__}") from None
         call = H2Call(self, stream_id)
         self.calls[stream_id] = call
-        self._h2.send_headers(stream_id, headers)
         self._flush()
         self._arm_keepalive()
         return call

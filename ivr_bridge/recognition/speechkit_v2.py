@@ -12,8 +12,9 @@ v2 differs in three ways the channel depends on, and this module bridges them:
   reports ``WORKING`` itself every ``LIVENESS_S``; a dead connection still fails the call
   through HTTP/2 keepalive pings, and a server that goes mute during speech is still a stall.
 
-Only the SpeechKit client modules (this one, ``speechkit_v3.py``, ``grpc_transport.py`` and
-``transcribe/``) import grpc on the bridge side.
+Only the SpeechKit client modules (this one, for ``grpc.aio.EOF``, ``grpc_transport.py`` and
+``transcribe/``) import grpc on the bridge side; the streaming calls' own HTTP/2 client is
+``h2_grpc.py``.
 """
 
 from __future__ import annotations

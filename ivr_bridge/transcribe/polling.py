@@ -29,7 +29,7 @@ class Pacer:
     async def wait(self) -> None:
         async with self._lock:
             now = self._clock.now()
-            if now < self._next:
+            while now < self._next:  # a loop: asyncio may fire a timer up to 1 ms early
                 await self._clock.sleep(self._next - now)
                 now = self._clock.now()
             self._next = now + self._interval

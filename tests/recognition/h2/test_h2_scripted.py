@@ -14,6 +14,7 @@ from typing import Any
 
 import h2.errors
 import h2.events
+import h2.exceptions
 import h2.settings
 import hyperframe.frame
 import pytest
@@ -589,3 +590,35 @@ async def test_too_many_pings_slows_keepalive_for_the_next_connections(harness: 
     assert peer2 is not peer
     assert channel._connections[0].keepalive_s == 0.1  # twice the configured interval
     again.cancel()
+
+
+async def test_a_connection_out_of_stream_ids_drains_and_calls_move_on(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await harness.server()
+    channel = harness.channel(server)
+    first, peer, sid = await harness.call(channel, server)
+    conn = channel._connections[0]
+
+    def exhausted() -> int:
+        raise h2.exceptions.NoAvailableStreamIDError("all 2**30 client stream ids used")
+
+    monkeypatch.setattr(conn._h2, "get_next_available_stream_id", exhausted)
+    second, peer2, sid2 = await harness.call(channel, server)
+    assert peer2 is not peer and channel.connections_opened == 2 and conn.draining
+    # The call already on the old connection finishes there; then that connection closes.
+    peer.respond(sid)
+    peer.trailers(sid)
+    assert await outcome(first) is None
+    await within(peer.lost)
+    peer2.respond(sid2)
+    peer2.trailers(sid2)
+    assert await outcome(second) is None
+
+
+async def test_an_unparsable_http_status_is_unknown(harness: Harness) -> None:
+    server = await harness.server()
+    call, peer, sid = await harness.call(harness.channel(server), server)
+    peer.respond(sid, [(b":status", b"2xx"), (b"content-type", b"application/grpc")], end=True)
+    error = await outcome(call)
+    assert error is not None and error.status == "UNKNOWN"

@@ -105,7 +105,7 @@ class H2Channel:
             fresh = await asyncio.shield(task)  # raises the attempt's RpcError to every waiter
             if fresh.closed is not None:
                 raise fresh.closed  # it ended as soon as it opened: no storm of new ones
-            if fresh.capacity <= 0:
+            if fresh.limit <= 0:
                 # MAX_CONCURRENT_STREAMS 0 (a server shedding load): more connections would
                 # only be more of the same.
                 raise RpcError("UNAVAILABLE", f"{self.endpoint} accepts no new calls now")

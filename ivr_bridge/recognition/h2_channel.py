@@ -59,6 +59,7 @@ class H2Channel:
         tls: bool = True,
         root_certificates: bytes | None = None,
         max_streams: int = 100,
+        max_connections: int = 64,
         connect_timeout_s: float = 10.0,
         max_receive: int = DEFAULT_MAX_RECEIVE,
         keepalive_s: float = 10.0,
@@ -71,6 +72,7 @@ class H2Channel:
         self._ssl = tls_context(root_certificates) if tls else None
         self._scheme = "https" if tls else "http"
         self._max_streams = max_streams
+        self._max_connections = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._max_receive = max_receive
         self._keepalive = (keepalive_s, keepalive_timeout_s)
@@ -96,15 +98,23 @@ class H2Channel:
                     continue  # that connection now refuses calls (draining): another one
 
             if self._connecting is None:
+                if len(self._connections) >= self._max_connections:
+                    raise RpcError("UNAVAILABLE", f"{self.endpoint}: every connection is full")
                 self._connecting = asyncio.create_task(self._connect())
             task = self._connecting
             try:
-                await asyncio.shield(task)  # raises the attempt's RpcError to every waiter
+                fresh = await asyncio.shield(task)  # raises the attempt's RpcError to all
             except asyncio.CancelledError:
                 me = asyncio.current_task()
                 if me is not None and me.cancelling():
                     raise  # this caller was cancelled
-                # close() cancelled the shared attempt: the loop says the channel is closed
+                continue  # close() cancelled the shared attempt: the loop says so
+            if fresh.closed is not None:
+                raise fresh.closed  # it ended as soon as it opened: no storm of new ones
+            if fresh.limit <= 0:
+                # MAX_CONCURRENT_STREAMS 0 (a server shedding load): more connections would
+                # only be more of the same.
+                raise RpcError("UNAVAILABLE", f"{self.endpoint} accepts no new calls now")
 
     def _roomiest(self) -> H2Connection | None:
         best: H2Connection | None = None
@@ -134,7 +144,8 @@ class H2Channel:
                         raise RpcError("UNAVAILABLE", f"{self.endpoint} did not agree to HTTP/2")
                     await conn.ready  # the server's SETTINGS: its stream limit is known
                 if conn.capacity <= 0:  # MAX_CONCURRENT_STREAMS 0, or a GOAWAY already
-                    raise RpcError("UNAVAILABLE", f"{self.endpoint} accepts no calls now")
+                    # Closed here rather than kept: each retry would add another useless one.
+                    raise RpcError("UNAVAILABLE", f"{self.endpoint} accepts no new calls now")
             except TimeoutError:
                 raise RpcError("UNAVAILABLE", f"connect to {self.endpoint} timed out") from None
             except ssl.SSLError as exc:

@@ -353,12 +353,16 @@ class H2Connection(asyncio.Protocol):
     # -- capacity -------------------------------------------------------------------------
 
     @property
+    def limit(self) -> int:
+        """Calls this connection may carry at once (the peer's limit, capped by ours)."""
+        return min(self._cap, self._h2.remote_settings.max_concurrent_streams)
+
+    @property
     def capacity(self) -> int:
-        """How many more calls may open here (the peer's limit, capped by ours)."""
+        """How many more calls may open here now."""
         if self.draining or self.closed is not None:
             return 0
-        limit = min(self._cap, self._h2.remote_settings.max_concurrent_streams)
-        return limit - len(self.calls)
+        return self.limit - len(self.calls)
 
     def open_call(self, path: str, metadata: Iterable[tuple[str, str]]) -> H2Call:
         """Start a call (HEADERS) on this connection; the caller checked ``capacity``."""

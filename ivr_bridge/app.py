@@ -97,6 +97,7 @@ def call_options_from(settings: Settings) -> CallOptions:
         start_timeout_s=settings.server.start_timeout_s,
         message_rate_per_s=settings.server.message_rate_per_s,
         message_burst=settings.server.message_burst,
+        read_batching=settings.server.read_batching,
     )
 
 

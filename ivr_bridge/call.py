@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,6 +45,7 @@ from ivr_bridge.model import (
 from ivr_bridge.recognition.accounting import CallAccounting
 from ivr_bridge.recognition.base import Recognizer, SessionConfig
 from ivr_bridge.recognition.channel import EmitFn, RecognitionChannel
+from ivr_bridge.recognition.ledger import BYTES_PER_SAMPLE
 from ivr_bridge.recognition.policy import PolicyConfig
 
 if TYPE_CHECKING:
@@ -54,6 +56,10 @@ logger = structlog.get_logger(__name__)
 # After the bridge's goodbye, a protocol whose client ends the session (AudioHook: our
 # ``disconnect``, its ``close``, our ``closed``) gets this long, clock time, to answer.
 GOODBYE_GRACE_S = 10.0
+_UNKNOWN_RATE = math.inf
+_WS_HEADER = 8  # a masked client frame of 126-65535 bytes: 2 + 2 length + 4 mask
+_BATCH_MIN_MS = 40.0  # less audio than this to wait for: not worth a raised low-water mark
+_BATCH_MARGIN_MS = 50.0  # how late the chunk's audio may be before every byte wakes us again
 
 
 class MessageStream(Protocol):
@@ -76,7 +82,13 @@ class PushStream(MessageStream, Protocol):
     ``recv()``; ``wait_closed`` returns once the socket is gone (``end_reason`` set if the
     transport knows why)."""
 
-    def attach(self, consumer: Callable[[str | bytes], None]) -> None: ...
+    def attach(
+        self,
+        consumer: Callable[[str | bytes], None],
+        hint: Callable[[], tuple[int, float] | None] | None = None,
+    ) -> None:
+        """``hint`` (read batching): see media_connection.ReadHint."""
+        ...
 
     def detach(self) -> None: ...
 
@@ -95,6 +107,9 @@ class CallOptions:
     # Non-media messages (marks, DTMF, pings, ``connected``...): a steady rate and a burst.
     message_rate_per_s: float = 20.0  # 0: no limit
     message_burst: int = 100
+    # Wake for the PBX's socket once the next chunk's audio is there, not for every frame
+    # (media_connection.py); other messages then wait at most until that chunk is due.
+    read_batching: bool = False
     recording: Recordings | None = None  # [recording] enabled: a WAV per call (recording.py)
     dialog: DialogOptions | None = None  # an in-process handler gets a CallHandle per call
 
@@ -149,6 +164,10 @@ class Call:
         self.handle: CallHandle | None = None  # the dialog handler's view, from call start
         self._handler_task: asyncio.Task[None] | None = None
         self._last_media = self._started_at  # media inactivity counts from here
+        # Read batching: PCM bytes per ms of audio (from the start message) and the fewest wire
+        # bytes per ms of audio seen in a media message.
+        self._pcm_per_ms = 0.0
+        self._wire_per_ms = _UNKNOWN_RATE
         self._bucket = (
             TokenBucket(options.message_rate_per_s, options.message_burst, self._started_at)
             if options.message_rate_per_s > 0
@@ -351,7 +370,11 @@ class Call:
             return "protocol_error", (exc.close_code, exc.reason)
         if len(events) == 1 and type(events[0]) is Audio:  # a media frame: most messages
             self._last_media = self._clock.now()
-            self._on_audio(events[0])
+            audio = events[0]
+            if audio.pcm:  # wire bytes per ms of audio: the smallest seen (read batching)
+                per_ms = (len(message) + _WS_HEADER) * self._pcm_per_ms / len(audio.pcm)
+                self._wire_per_ms = min(self._wire_per_ms, per_ms)
+            self._on_audio(audio)
             close = self._dialect.close_to_send()
             return None if close is None else ("closed_by_dialect", close)
         if any(type(e) is Audio for e in events):  # exact type: the per-frame check
@@ -383,7 +406,7 @@ class Call:
         self._push_context = contextvars.copy_context()
         closed: asyncio.Future[Any] = asyncio.ensure_future(stream.wait_closed())
         either: set[asyncio.Future[Any]] = {pushed, closed}
-        stream.attach(self._on_pushed)
+        stream.attach(self._on_pushed, self._read_hint if self._options.read_batching else None)
         try:
             while not (pushed.done() or closed.done()):
                 deadline = self._read_deadline()
@@ -405,6 +428,16 @@ class Call:
             self._pushed = None
             stream.detach()
             closed.cancel()
+
+    def _read_hint(self) -> tuple[int, float] | None:
+        """Read batching: the wire bytes the next chunk still needs (a little less, so a
+        frame's variation never makes it wait for one more), and when they are due."""
+        if not 0.0 < self._wire_per_ms < _UNKNOWN_RATE or not self._channels:
+            return None
+        ms = min(channel.ms_until_chunk() for channel in self._channels.values())
+        if ms < _BATCH_MIN_MS:
+            return None
+        return int(ms * self._wire_per_ms * 0.9), (ms + _BATCH_MARGIN_MS) / 1000
 
     def _on_pushed(self, message: str | bytes) -> None:
         """The transport's consumer: runs inside its receive callback, never raises."""
@@ -497,6 +530,7 @@ class Call:
             self._metrics.call_started()
         self._started_at = self._clock.now()
         self._last_media = self._started_at
+        self._pcm_per_ms = BYTES_PER_SAMPLE * started.sample_rate / 1000
         self._log.info(
             "call_started",
             channels=[c.name for c in started.channels],

@@ -15,10 +15,18 @@ cannot size (a 64-bit length) switches the connection to websockets' parser for 
 Before a consumer is attached (the short time between the handshake and the call's start),
 messages wait in a small bounded list; after :meth:`detach` they go to websockets' assembler
 again so ``recv()`` works for a goodbye exchange.
+
+Read batching: the call sends audio upstream a chunk (200 ms) at a time, so waking for each
+20 ms frame is work without a purpose. After each read the call may say how many more bytes
+its next chunk needs and how soon they are due (``ReadHint``); the connection then asks the
+kernel (Linux ``SO_RCVLOWAT``) not to report the socket readable before that many bytes are
+there, and lowers it back to one byte when they are late, so anything else the PBX sends
+(DTMF, a mark, a close) waits at most until the chunk is due plus a margin.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +43,11 @@ except ImportError:  # pragma: no cover - the pure-Python build of websockets
 log = structlog.get_logger(__name__)
 
 Consumer = Callable[[str | bytes], None]
+ReadHint = Callable[[], tuple[int, float] | None]
+"""After a read: (bytes the call's next chunk still needs, seconds until they are late), or
+None to be woken for every byte."""
+
+_RCVLOWAT: int | None = getattr(socket, "SO_RCVLOWAT", None)
 
 # Messages that may arrive between the handshake and the call's start; far more than any
 # platform sends in that moment. Past it a message is dropped and counted (``early_dropped``).
@@ -58,6 +71,10 @@ class MediaConnection(ServerConnection):
         self._fragments_text = False
         self.early_dropped = 0
         self.fast_frames = 0  # how many data frames took the fast path (tests, diagnostics)
+        self._hint: ReadHint | None = None
+        self._low_water = 1  # the socket's SO_RCVLOWAT as last set
+        self._low_water_timer: Any = None
+        self.batched_reads = 0  # reads that came after a raised low-water mark (diagnostics)
 
     # ---- the server's side ------------------------------------------------------------
 
@@ -73,13 +90,15 @@ class MediaConnection(ServerConnection):
             self.process_event(queued.popleft())
         assembler.maybe_resume()
 
-    def attach(self, consumer: Consumer) -> None:
-        """Deliver every data message to ``consumer``, starting with those already here.
+    def attach(self, consumer: Consumer, hint: ReadHint | None = None) -> None:
+        """Deliver every data message to ``consumer``, starting with those already here;
+        ``hint``, when given, turns on read batching (see the module docstring).
 
         The consumer runs inside ``data_received``: it must not block or raise.
         """
         early, self._early = self._early or [], None
         self._consumer = consumer
+        self._hint = hint if _RCVLOWAT is not None else None
         if self.early_dropped:  # final now: only the early list drops (in the call's context)
             log.warning("early_messages_dropped", dropped=self.early_dropped, limit=EARLY_LIMIT)
         for message in early:
@@ -89,6 +108,8 @@ class MediaConnection(ServerConnection):
 
     def detach(self) -> None:
         """Stop delivering: later messages queue for ``recv()``, as on a plain connection."""
+        self._hint = None
+        self._wake_for_every_byte()
         self._consumer = None
         self._media = False
         self._early = None
@@ -140,6 +161,8 @@ class MediaConnection(ServerConnection):
             if self._buffer:  # detached mid-frame: websockets gets the bytes in order
                 data = bytes(self._buffer) + data
                 self._buffer.clear()
+            if self._low_water > 1:  # closing, or websockets' parser: every byte, at once
+                self._wake_for_every_byte()
             super().data_received(data)
             return
         buffer = self._buffer
@@ -153,6 +176,43 @@ class MediaConnection(ServerConnection):
             del buffer[:pos]
         elif pos < len(view):
             buffer += view[pos:]
+        if self._hint is not None:
+            self._batch_next_read()
+
+    # ---- read batching ------------------------------------------------------------------
+
+    def _batch_next_read(self) -> None:
+        assert self._hint is not None
+        if self._low_water > 1:
+            self.batched_reads += 1
+        hint = self._hint() if not self._buffer else None  # mid-frame: the rest, at once
+        if hint is None:
+            self._wake_for_every_byte()
+            return
+        nbytes, due_s = hint
+        self._set_low_water(nbytes)
+        if self._low_water_timer is not None:
+            self._low_water_timer.cancel()
+        self._low_water_timer = self.loop.call_later(due_s, self._wake_for_every_byte)
+
+    def _wake_for_every_byte(self) -> None:
+        if self._low_water_timer is not None:
+            self._low_water_timer.cancel()
+            self._low_water_timer = None
+        self._set_low_water(1)
+
+    def _set_low_water(self, nbytes: int) -> None:
+        if nbytes == self._low_water or _RCVLOWAT is None:
+            return
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        try:
+            if sock is None:
+                raise OSError("no socket")
+            sock.setsockopt(socket.SOL_SOCKET, _RCVLOWAT, nbytes)
+        except OSError:
+            self._hint = None  # not a TCP socket that supports it: plain reads from now on
+            return
+        self._low_water = nbytes
 
     # ---- the fast path ------------------------------------------------------------------
 
@@ -224,6 +284,13 @@ class MediaConnection(ServerConnection):
                     super().data_received(rest)
                 return end
         return pos
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._hint = None
+        if self._low_water_timer is not None:
+            self._low_water_timer.cancel()
+            self._low_water_timer = None
+        super().connection_lost(exc)
 
     def _fail(self, code: CloseCode, reason: str) -> None:
         """Fail the connection as websockets' recv() would (close frame, then the socket)."""

@@ -100,8 +100,12 @@ class _MediaStream(_WebsocketStream):
         super().__init__(ws)
         self._media = ws
 
-    def attach(self, consumer: Callable[[str | bytes], None]) -> None:
-        self._media.attach(consumer)
+    def attach(
+        self,
+        consumer: Callable[[str | bytes], None],
+        hint: Callable[[], tuple[int, float] | None] | None = None,
+    ) -> None:
+        self._media.attach(consumer, hint)
 
     def detach(self) -> None:
         self._media.detach()

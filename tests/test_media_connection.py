@@ -140,7 +140,7 @@ class WireClient:
         return self.close_code
 
 
-def settings() -> Settings:
+def settings(*, read_batching: bool = False) -> Settings:
     return Settings(
         server=ServerSettings(
             port=0,
@@ -148,6 +148,7 @@ def settings() -> Settings:
             ping_interval_s=60.0,  # the bridge's own pings stay out of these exchanges
             ping_timeout_s=60.0,
             max_message_bytes=MAX_MESSAGE,
+            read_batching=read_batching,
         ),
         speechkit=SpeechKitSettings(languages=("en-US",)),
         embedded=EmbeddedSettings(port=0, engine="tones", workers=0),
@@ -184,9 +185,11 @@ class Bridge:
 
 
 @contextlib.asynccontextmanager
-async def running_bridge() -> AsyncIterator[Bridge]:
+async def running_bridge(*, read_batching: bool = False) -> AsyncIterator[Bridge]:
+    """A bridge on the tones engine. The parser's tests read frames as the client wrote
+    them, so read batching (test_read_batching.py) is off unless asked for."""
     got = Collector()
-    app = BridgeApp(settings(), sinks=[CallbackSink(got)])
+    app = BridgeApp(settings(read_batching=read_batching), sinks=[CallbackSink(got)])
     await app.start()
     try:
         yield Bridge(app, got)
@@ -422,14 +425,14 @@ async def test_messages_before_the_call_attaches_arrive_in_order(
     attached = asyncio.Event()
     attach = MediaConnection.attach
 
-    def late_attach(self: MediaConnection, consumer: Any) -> None:
+    def late_attach(self: MediaConnection, consumer: Any, hint: Any = None) -> None:
         # The call starts reading only once the early frames are all in (a slow call start),
         # so they wait in the connection's early list whatever the scheduling.
         if len(self._early or ()) < 40 and self.protocol.state is State.OPEN:
-            asyncio.get_running_loop().call_later(0.005, late_attach, self, consumer)
+            asyncio.get_running_loop().call_later(0.005, late_attach, self, consumer, hint)
             return
         pending_at_attach.append(len(self._early or ()))
-        attach(self, consumer)
+        attach(self, consumer, hint)
         attached.set()
 
     monkeypatch.setattr(MediaConnection, "attach", late_attach)

@@ -142,6 +142,11 @@ class RecognitionChannel:
         if gap_ms or self.ledger.end - self._cursor >= self._chunk:
             self._wake.set()
 
+    def ms_until_chunk(self) -> float:
+        """Audio the next chunk still needs before it goes out, in ms (0: one is ready)."""
+        need = self._chunk - (self.ledger.end - self._cursor)
+        return need * 1000 / self.ledger.sample_rate if need > 0 else 0.0
+
     def insert_gap(self, ms: int) -> None:
         """The PBX reports ``ms`` of its audio lost or skipped: silence takes its place on the
         timeline. It counts as media for the keepalive, so quiet time not yet covered is filled

@@ -4,7 +4,6 @@ recognizer outage, a failing sink reported, TLS on the listener with a self-sign
 from __future__ import annotations
 
 import asyncio
-import datetime
 import errno
 import json
 import ssl
@@ -17,10 +16,6 @@ from typing import Any
 
 import pytest
 import structlog
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
@@ -29,6 +24,7 @@ from ivr_bridge.config import EventSettings, Settings
 from ivr_bridge.errors import ConfigError
 from ivr_bridge.simulators.twilio import TwilioStreamEncoder
 from tests.integration.conftest import local_settings
+from tests.tls import self_signed
 
 Get = Callable[[str], tuple[int, dict[str, Any]]]
 
@@ -127,37 +123,10 @@ async def test_a_failing_sink_is_reported(tmp_path: Path, started: list[BridgeAp
     assert sink["status"] == "failing" and sink["write_errors"] >= 1
 
 
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_tls_listener_serves_calls_and_health(
     tmp_path: Path, started: list[BridgeApp]
 ) -> None:
-    cert, key = self_signed(tmp_path)
+    cert, key, _ = self_signed(tmp_path)
     s = settings(tmp_path, host="localhost", tls_cert=str(cert), tls_key=str(key))
     app = BridgeApp(s)
     started.append(app)

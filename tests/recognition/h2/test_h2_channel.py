@@ -14,7 +14,8 @@ import pytest
 
 from ivr_bridge.recognition.h2_channel import H2Channel, split_endpoint
 from ivr_bridge.recognition.h2_grpc import RpcError
-from tests.recognition.h2.peer import ScriptedServer, self_signed, server_tls
+from tests.recognition.h2.peer import ScriptedServer, server_tls
+from tests.tls import self_signed
 
 PATH = "/test.Channel/Call"
 BOUND_S = 10.0

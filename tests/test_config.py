@@ -82,6 +82,9 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("[logging]\nlevel = 'loud'\n", "logging.level"),
         ("[logging]\nformat = 'xml'\n", "logging.format"),
         ("[server]\nmax_message_bytes = 10\n", "server.max_message_bytes"),
+        ("[speechkit]\ntransport = 'bogus'\n", "speechkit.transport"),
+        ("[speechkit]\nwrite_coalesce_ms = 51\n", "speechkit.write_coalesce_ms"),
+        ("[speechkit]\nwrite_coalesce_ms = -1\n", "speechkit.write_coalesce_ms"),
         ("[server\n", "--config"),
     ],
 )

@@ -14,7 +14,6 @@ import pytest
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
 from ivr_bridge.config import load_settings
-from ivr_bridge.errors import ConfigError
 from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.recognition.grpc_transport import SpeechKitClient
 from ivr_bridge.simulate import simulate_pcm
@@ -42,22 +41,6 @@ async def test_a_call_on_either_transport(bridge: Any, transport: str, api: str)
     ended = got.of(call_id, "call_ended")[0].data
     assert ended["errors"] == 0 and ended["sessions_opened"] == 1
     assert app.recognizer.connectivity() == "READY"
-
-
-@pytest.mark.parametrize(
-    ("text", "key"),
-    [
-        ("[speechkit]\ntransport = 'bogus'\n", "speechkit.transport"),
-        ("[speechkit]\nwrite_coalesce_ms = 51\n", "speechkit.write_coalesce_ms"),
-        ("[speechkit]\nwrite_coalesce_ms = -1\n", "speechkit.write_coalesce_ms"),
-    ],
-)
-def test_bad_transport_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_settings(cfg, env={})
-    assert info.value.key == key
 
 
 def test_transport_settings_are_read(tmp_path: Path) -> None:

@@ -371,7 +371,9 @@ class Call:
         if len(events) == 1 and type(events[0]) is Audio:  # a media frame: most messages
             self._last_media = self._clock.now()
             audio = events[0]
-            if audio.pcm:  # wire bytes per ms of audio: the smallest seen (read batching)
+            if (
+                self._options.read_batching and audio.pcm
+            ):  # wire bytes per ms of audio: the fewest seen
                 per_ms = (len(message) + _WS_HEADER) * self._pcm_per_ms / len(audio.pcm)
                 self._wire_per_ms = min(self._wire_per_ms, per_ms)
             self._on_audio(audio)

@@ -74,6 +74,7 @@ class MediaConnection(ServerConnection):
         self._hint: ReadHint | None = None
         self._low_water = 1  # the socket's SO_RCVLOWAT as last set
         self._low_water_timer: Any = None
+        self._socket: Any = None  # the transport's socket, for SO_RCVLOWAT (read batching)
         self.batched_reads = 0  # reads that came after a raised low-water mark (diagnostics)
 
     # ---- the server's side ------------------------------------------------------------
@@ -99,6 +100,8 @@ class MediaConnection(ServerConnection):
         early, self._early = self._early or [], None
         self._consumer = consumer
         self._hint = hint if _RCVLOWAT is not None else None
+        if self._hint is not None and self.transport is not None:
+            self._socket = self.transport.get_extra_info("socket")
         if self.early_dropped:  # final now: only the early list drops (in the call's context)
             log.warning("early_messages_dropped", dropped=self.early_dropped, limit=EARLY_LIMIT)
         for message in early:
@@ -204,11 +207,10 @@ class MediaConnection(ServerConnection):
     def _set_low_water(self, nbytes: int) -> None:
         if nbytes == self._low_water or _RCVLOWAT is None:
             return
-        sock = self.transport.get_extra_info("socket") if self.transport else None
         try:
-            if sock is None:
+            if self._socket is None:
                 raise OSError("no socket")
-            sock.setsockopt(socket.SOL_SOCKET, _RCVLOWAT, nbytes)
+            self._socket.setsockopt(socket.SOL_SOCKET, _RCVLOWAT, nbytes)
         except OSError:
             self._hint = None  # not a TCP socket that supports it: plain reads from now on
             return

@@ -98,10 +98,10 @@ class H2StreamCall:
         return self
 
     async def __anext__(self) -> Any:
-        raw = await self._call.read()
-        if raw is None:
+        message = await self.read()
+        if message is grpc.aio.EOF:
             raise StopAsyncIteration
-        return self._decode(raw)
+        return message
 
 
 class GrpcStream:

@@ -194,10 +194,15 @@ class H2Call:
             finally:
                 self._reader = None
         message = self._inbox.popleft()
-        if self._unacked and len(self._inbox) < _INBOX_CREDIT:  # the reader caught up
+        self._give_credit()  # the reader may have caught up
+        return message
+
+    def _give_credit(self) -> None:
+        """Return received bytes to the server's window while the reader keeps up (fewer
+        than _INBOX_CREDIT messages wait): that is the back-pressure on responses."""
+        if self._unacked and len(self._inbox) < _INBOX_CREDIT:
             self._conn.acknowledge(self, self._unacked)
             self._unacked = 0
-        return message
 
     def __aiter__(self) -> H2Call:
         return self
@@ -245,11 +250,9 @@ class H2Call:
                 break
             self._inbox.append(bytes(buf[_PREFIX : _PREFIX + length]))
             del buf[: _PREFIX + length]
-        # Credit goes back while the reader keeps up, also for part of a message: a message
-        # larger than the stream window (up to max_receive) would otherwise never complete.
-        if len(self._inbox) < _INBOX_CREDIT:
-            self._conn.acknowledge(self, self._unacked)
-            self._unacked = 0
+        # Also for part of a message: one larger than the stream window (up to max_receive)
+        # would otherwise never complete.
+        self._give_credit()
         if self._inbox:
             self._wake_reader()
 

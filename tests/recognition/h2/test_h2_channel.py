@@ -25,6 +25,14 @@ async def within(aw: Any) -> Any:
     return await asyncio.wait_for(aw, BOUND_S)
 
 
+async def refused(channel: H2Channel) -> RpcError:
+    """Opening a call on ``channel`` fails UNAVAILABLE; the error, for more checks."""
+    with pytest.raises(RpcError) as raised:
+        await within(channel.open_call(PATH, []))
+    assert raised.value.status == "UNAVAILABLE"
+    return raised.value
+
+
 async def until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.005)
@@ -98,10 +106,7 @@ async def test_nothing_listening_is_unavailable_and_backs_off(refusing_port: int
     channel = H2Channel(f"127.0.0.1:{refusing_port}", tls=False)
     try:
         assert channel.connectivity(try_to_connect=False) == "IDLE"
-        with pytest.raises(RpcError) as raised:
-            await within(channel.open_call(PATH, []))
-        assert raised.value.status == "UNAVAILABLE"
-        assert "cannot connect" in raised.value.message
+        assert "cannot connect" in (await refused(channel)).message
         # Within the backoff (a second at first), asking starts no other attempt...
         assert channel.connectivity() == "TRANSIENT_FAILURE"
         assert channel.connectivity() == "TRANSIENT_FAILURE"
@@ -126,9 +131,7 @@ async def test_a_silent_server_times_out_and_its_socket_is_closed(
     address = await listen(listener)
     channel = H2Channel(address, tls=False, connect_timeout_s=0.2)
     try:
-        with pytest.raises(RpcError) as raised:
-            await within(channel.open_call(PATH, []))
-        assert raised.value.status == "UNAVAILABLE" and "timed out" in raised.value.message
+        assert "timed out" in (await refused(channel)).message
         await within(listener.closed.wait())  # the client hung up, not just gave up
     finally:
         await channel.close()
@@ -138,9 +141,7 @@ async def test_an_http1_server_is_unavailable(listen: Callable[..., Any]) -> Non
     listener = Listener(b"HTTP/1.1 400 Bad Request\r\n\r\n", close_after_reply=True)
     channel = H2Channel(await listen(listener), tls=False)
     try:
-        with pytest.raises(RpcError) as raised:
-            await within(channel.open_call(PATH, []))
-        assert raised.value.status == "UNAVAILABLE"
+        await refused(channel)
         assert channel.connectivity(try_to_connect=False) == "TRANSIENT_FAILURE"
     finally:
         await channel.close()
@@ -154,10 +155,7 @@ async def test_an_http1_answer_on_an_open_socket_fails_at_once(
     listener = Listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
     channel = H2Channel(await listen(listener), tls=False, connect_timeout_s=60)
     try:
-        with pytest.raises(RpcError) as raised:
-            await within(channel.open_call(PATH, []))
-        assert raised.value.status == "UNAVAILABLE"
-        assert "did not answer in HTTP/2" in raised.value.message
+        assert "did not answer in HTTP/2" in (await refused(channel)).message
         await within(listener.closed.wait())
     finally:
         await channel.close()
@@ -217,9 +215,7 @@ async def test_a_server_allowing_no_streams_fails_calls_without_a_connection_sto
     address = await server.start()
     channel = H2Channel(address, tls=False)
     try:
-        with pytest.raises(RpcError) as raised:
-            await within(channel.open_call(PATH, []))
-        assert raised.value.status == "UNAVAILABLE" and "no new calls" in raised.value.message
+        assert "no new calls" in (await refused(channel)).message
         assert len(server.accepted) == 1
         await within(server.accepted[0].lost)  # not kept open for nothing
     finally:
@@ -253,10 +249,7 @@ async def test_tls_without_alpn_h2_is_refused(
     address = await listen(listener, server_tls(cert, key, alpn=[]))
     channel = H2Channel(address, tls=True, root_certificates=pem)
     try:
-        with pytest.raises(RpcError) as raised:
-            await within(channel.open_call(PATH, []))
-        assert raised.value.status == "UNAVAILABLE"
-        assert "did not agree to HTTP/2" in raised.value.message
+        assert "did not agree to HTTP/2" in (await refused(channel)).message
         await within(listener.closed.wait())
     finally:
         await channel.close()
@@ -293,9 +286,7 @@ async def test_tls_with_an_unknown_certificate_is_unavailable(
     address = await server.start(server_tls(cert, key, alpn=["h2"]))
     channel = H2Channel(address, tls=True)  # the system's roots do not know this certificate
     try:
-        with pytest.raises(RpcError) as raised:
-            await within(channel.open_call(PATH, []))
-        assert raised.value.status == "UNAVAILABLE" and "TLS" in raised.value.message
+        assert "TLS" in (await refused(channel)).message
     finally:
         await channel.close()
         await server.close()

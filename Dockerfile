@@ -1,7 +1,11 @@
 # ivr-bridge service image: Python 3.13 (audioop comes from audioop-lts), non-root.
 FROM python:3.13-slim AS build
+# A C compiler for the one compiled module (ivr_bridge/_wsfast.c, the media frames' hot path);
+# only in this stage: the final image gets the built package, not the compiler.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY ivr_bridge ./ivr_bridge
 RUN pip install --no-cache-dir --prefix=/install '.[nats]'
 

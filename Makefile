@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: demo test serve lint typecheck unit policy-coverage proto bench clean speech-tools
 
-$(RUNTIME): pyproject.toml
+$(RUNTIME): pyproject.toml setup.py ivr_bridge/_wsfast.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .

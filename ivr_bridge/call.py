@@ -59,6 +59,7 @@ GOODBYE_GRACE_S = 10.0
 _UNKNOWN_RATE = math.inf
 _WS_HEADER = 8  # a masked client frame of 126-65535 bytes: 2 + 2 length + 4 mask
 _BATCH_MIN_MS = 40.0  # less audio than this to wait for: not worth a raised low-water mark
+_BATCH_SLACK_MS = 10.0  # the audio the low-water mark leaves out: half a 20 ms frame
 _BATCH_MARGIN_MS = 50.0  # how late the chunk's audio may be before every byte wakes us again
 
 
@@ -86,8 +87,10 @@ class PushStream(MessageStream, Protocol):
         self,
         consumer: Callable[[str | bytes], None],
         hint: Callable[[], tuple[int, float] | None] | None = None,
+        runs: Any = None,
     ) -> None:
-        """``hint`` (read batching): see media_connection.ReadHint."""
+        """``hint`` (read batching): see media_connection.ReadHint; ``runs``: the call as
+        media_connection.MediaRuns, for the compiled frame scanner."""
         ...
 
     def detach(self) -> None: ...
@@ -361,20 +364,29 @@ class Call:
         try:
             events = self._feed(message)
         except DialectError as exc:
-            self._log.warning(
-                "protocol_error",
-                close_code=exc.close_code,
-                reason=exc.reason,
-                message_no=self._messages,
-            )
-            return "protocol_error", (exc.close_code, exc.reason)
+            return self._protocol_error(exc)
+        return self._dispatch(events, len(message) + _WS_HEADER)
+
+    def _protocol_error(self, exc: DialectError) -> tuple[str, tuple[int, str]]:
+        self._log.warning(
+            "protocol_error",
+            close_code=exc.close_code,
+            reason=exc.reason,
+            message_no=self._messages,
+        )
+        return "protocol_error", (exc.close_code, exc.reason)
+
+    def _dispatch(
+        self, events: list[DialectEvent], wire: int
+    ) -> tuple[str, tuple[int, str] | None] | None:
+        """A message's events on to the channels and the sink (``wire``: its frame bytes)."""
         if len(events) == 1 and type(events[0]) is Audio:  # a media frame: most messages
             self._last_media = self._clock.now()
             audio = events[0]
             if (
                 self._options.read_batching and audio.pcm
             ):  # wire bytes per ms of audio: the fewest seen
-                per_ms = (len(message) + _WS_HEADER) * self._pcm_per_ms / len(audio.pcm)
+                per_ms = wire * self._pcm_per_ms / len(audio.pcm)
                 self._wire_per_ms = min(self._wire_per_ms, per_ms)
             self._on_audio(audio)
             close = self._dialect.close_to_send()
@@ -393,6 +405,34 @@ class Call:
             return "closed_by_dialect", close
         return None
 
+    # ---- the compiled frame scanner's media runs (media_connection.MediaRuns) ---------
+
+    @property
+    def media_layout(self) -> Any:
+        """The dialect's compiled media layout (wsfast.py), once the stream has started."""
+        return getattr(self._dialect, "compiled_layout", None)
+
+    def take_run(self, wire: int, run: tuple[Any, ...]) -> None:
+        """``count`` media messages at once (wsfast.scan's RUN): as ``count`` calls of
+        ``_on_pushed``."""
+        pushed = self._pushed
+        if pushed is None or pushed.done():
+            return
+        _, _, count, track, seq, stamps, raw = run
+        self._messages += count
+        outcome: tuple[str, tuple[int, str] | None] | None
+        try:
+            try:
+                events = self._dialect.receive_media_run(count, track, seq, stamps, raw)  # type: ignore[attr-defined]
+            except DialectError as exc:
+                outcome = self._protocol_error(exc)
+            else:
+                outcome = self._dispatch(events, wire)
+        except Exception:
+            self._log.exception("message_handling_failed", message_no=self._messages)
+            outcome = ("internal_error", (1011, "internal error"))
+        self._after_push(pushed, outcome)
+
     # ---- the push path: messages delivered by the transport, no task hop per frame ---
 
     async def _push_loop(self, stream: PushStream) -> tuple[str, tuple[int, str] | None]:
@@ -408,7 +448,9 @@ class Call:
         self._push_context = contextvars.copy_context()
         closed: asyncio.Future[Any] = asyncio.ensure_future(stream.wait_closed())
         either: set[asyncio.Future[Any]] = {pushed, closed}
-        stream.attach(self._on_pushed, self._read_hint if self._options.read_batching else None)
+        stream.attach(
+            self._on_pushed, self._read_hint if self._options.read_batching else None, self
+        )
         try:
             while not (pushed.done() or closed.done()):
                 deadline = self._read_deadline()
@@ -432,14 +474,14 @@ class Call:
             closed.cancel()
 
     def _read_hint(self) -> tuple[int, float] | None:
-        """Read batching: the wire bytes the next chunk still needs (a little less, so a
-        frame's variation never makes it wait for one more), and when they are due."""
+        """Read batching: the wire bytes the next chunk still needs (half a 20 ms frame less,
+        so a frame's variation never makes it wait for one more), and when they are due."""
         if not 0.0 < self._wire_per_ms < _UNKNOWN_RATE or not self._channels:
             return None
         ms = min(channel.ms_until_chunk() for channel in self._channels.values())
         if ms < _BATCH_MIN_MS:
             return None
-        return int(ms * self._wire_per_ms * 0.9), (ms + _BATCH_MARGIN_MS) / 1000
+        return int((ms - _BATCH_SLACK_MS) * self._wire_per_ms), (ms + _BATCH_MARGIN_MS) / 1000
 
     def _on_pushed(self, message: str | bytes) -> None:
         """The transport's consumer: runs inside its receive callback, never raises."""
@@ -452,6 +494,13 @@ class Call:
             # A bug must end this call, not the transport callback (or another call).
             self._log.exception("message_handling_failed", message_no=self._messages)
             outcome = ("internal_error", (1011, "internal error"))
+        self._after_push(pushed, outcome)
+
+    def _after_push(
+        self,
+        pushed: asyncio.Future[tuple[str, tuple[int, str] | None]],
+        outcome: tuple[str, tuple[int, str] | None] | None,
+    ) -> None:
         if self._collect_output() and (self._flusher is None or self._flusher.done()):
             self._flusher = self._push_context.run(asyncio.create_task, self._flush())
         if outcome is not None and not pushed.done():

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
+
+from ivr_bridge import wsfast
 
 try:
     from websockets.speedups import apply_mask
@@ -46,6 +48,19 @@ Consumer = Callable[[str | bytes], None]
 ReadHint = Callable[[], tuple[int, float] | None]
 """After a read: (bytes the call's next chunk still needs, seconds until they are late), or
 None to be woken for every byte."""
+
+
+class MediaRuns(Protocol):
+    """Where the compiled scanner's media runs go (wsfast.py): the call, with its dialect."""
+
+    @property
+    def media_layout(self) -> Any:
+        """The stream's compiled media layout, or None (not started, or not this dialect)."""
+
+    def take_run(self, wire: int, run: tuple[Any, ...]) -> None:
+        """A media run as ``wsfast.scan`` returns it (``wire``: its frames' bytes); runs
+        inside data_received."""
+
 
 _RCVLOWAT: int | None = getattr(socket, "SO_RCVLOWAT", None)
 
@@ -75,6 +90,7 @@ class MediaConnection(ServerConnection):
         self._low_water = 1  # the socket's SO_RCVLOWAT as last set
         self._low_water_timer: Any = None
         self._socket: Any = None  # the transport's socket, for SO_RCVLOWAT (read batching)
+        self._runs: MediaRuns | None = None
         self.batched_reads = 0  # reads that came after a raised low-water mark (diagnostics)
 
     # ---- the server's side ------------------------------------------------------------
@@ -91,14 +107,18 @@ class MediaConnection(ServerConnection):
             self.process_event(queued.popleft())
         assembler.maybe_resume()
 
-    def attach(self, consumer: Consumer, hint: ReadHint | None = None) -> None:
+    def attach(
+        self, consumer: Consumer, hint: ReadHint | None = None, runs: MediaRuns | None = None
+    ) -> None:
         """Deliver every data message to ``consumer``, starting with those already here;
-        ``hint``, when given, turns on read batching (see the module docstring).
+        ``hint``, when given, turns on read batching (see the module docstring); ``runs``,
+        when given and the compiled scanner is built, takes media messages in its layout.
 
         The consumer runs inside ``data_received``: it must not block or raise.
         """
         early, self._early = self._early or [], None
         self._consumer = consumer
+        self._runs = runs if wsfast.AVAILABLE else None
         self._hint = hint if _RCVLOWAT is not None else None
         if self._hint is not None and self.transport is not None:
             self._socket = self.transport.get_extra_info("socket")
@@ -114,6 +134,7 @@ class MediaConnection(ServerConnection):
         self._hint = None
         self._wake_for_every_byte()
         self._consumer = None
+        self._runs = None
         self._media = False
         self._early = None
         fragments, self._fragments = self._fragments, None
@@ -174,7 +195,7 @@ class MediaConnection(ServerConnection):
             view: bytes | bytearray = buffer
         else:
             view = data
-        pos = self._consume(view)
+        pos = self._scan(view) if wsfast.AVAILABLE else self._consume(view)
         if view is buffer:
             del buffer[:pos]
         elif pos < len(view):
@@ -217,6 +238,61 @@ class MediaConnection(ServerConnection):
         self._low_water = nbytes
 
     # ---- the fast path ------------------------------------------------------------------
+
+    def _scan(self, data: bytes | bytearray) -> int:
+        """``_consume`` with the compiled scanner: media runs straight to the call."""
+        pos = 0
+        protocol = self.protocol
+        limit = protocol.max_message_size
+        limit = -1 if limit is None else limit
+        scan = wsfast.scan
+        while True:
+            runs = self._runs
+            layout = None if runs is None else runs.media_layout
+            found = scan(data, pos, limit, protocol.current_size is None, layout)
+            kind = found[0]
+            if kind == wsfast.RUN:
+                end = found[1]
+                self.fast_frames += found[2]
+                assert runs is not None
+                runs.take_run(end - pos, found)
+                pos = end
+            elif kind == wsfast.TEXT:
+                pos = found[1]
+                try:
+                    message: str | bytes = found[2].decode()
+                except UnicodeDecodeError as exc:
+                    self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                    return len(data)
+                self.fast_frames += 1
+                self._deliver(message)
+            elif kind == wsfast.BINARY:
+                pos = found[1]
+                self.fast_frames += 1
+                self._deliver(found[2])
+            elif kind == wsfast.MORE:
+                return pos
+            elif kind == wsfast.OTHER:
+                # Control frames, fragments, errors: websockets' protocol, one whole frame.
+                end = found[1]
+                super().data_received(bytes(data[pos:end]))
+                pos = end
+                if protocol.state is not State.OPEN:
+                    return self._hand_over(data, pos)
+                continue
+            else:  # HUGE: bigger than 64 KiB, never media; websockets takes the stream
+                self._fast = False
+                return self._hand_over(data, pos)
+            if not self._media:
+                # Detached by the consumer: websockets parses the rest for recv().
+                return self._hand_over(data, pos)
+
+    def _hand_over(self, data: bytes | bytearray, pos: int) -> int:
+        """Give websockets the rest of ``data`` from ``pos``; all of it is used."""
+        rest = bytes(data[pos:])
+        if rest:
+            super().data_received(rest)
+        return len(data)
 
     def _consume(self, data: bytes | bytearray) -> int:
         """Handle every complete frame in ``data``; return how many bytes were used."""

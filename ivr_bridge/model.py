@@ -9,6 +9,7 @@ ivr_bridge/events/types.py).
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -188,8 +189,32 @@ RecognitionUpdate = PartialResult | FinalResult | EndOfUtterance | FinalRefineme
 # ---- what the dialog logic receives --------------------------------------------------------
 
 
+class _RandomPool:
+    """os.urandom read 4 KiB at a time: one getrandom() per 256 event ids, not per id.
+    Emptied in a forked child, so worker processes never share ids."""
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._pos = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._data, self._pos = b"", 0
+
+    def take16(self) -> bytes:
+        if self._pos + 16 > len(self._data):
+            self._data, self._pos = os.urandom(4096), 0
+        pos = self._pos
+        self._pos = pos + 16
+        return self._data[pos : pos + 16]
+
+
+_POOL: Final = _RandomPool()
+
+
 def new_event_id() -> str:
-    return "evt_" + uuid.uuid4().hex
+    """``evt_`` and a random (version 4) UUID's hex."""
+    return "evt_" + uuid.UUID(bytes=_POOL.take16(), version=4).hex
 
 
 def iso_utc(epoch_seconds: float) -> str:
@@ -200,8 +225,13 @@ def iso_utc(epoch_seconds: float) -> str:
     )
 
 
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})  # JSON as they are
+
+
 def _jsonable(value: Any) -> Any:
     """Nested payload values (dataclasses, mappings, tuples) as JSON-ready dicts and lists."""
+    if type(value) in _PLAIN:  # most values: no dataclass or ABC checks
+        return value
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):

@@ -39,7 +39,7 @@ from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events_api import PATH as EVENTS_PATH
 from ivr_bridge.events_api import EventsApi
 from ivr_bridge.limits import AddressSlots, CloseFrame, RateLimitedLog, close_reason
-from ivr_bridge.media_connection import MediaConnection
+from ivr_bridge.media_connection import MediaConnection, MediaRuns
 from ivr_bridge.metrics import Metrics
 from ivr_bridge.overload import AdmissionPolicy, LoadMonitor, OverloadLimits
 from ivr_bridge.recognition.base import Recognizer
@@ -104,8 +104,9 @@ class _MediaStream(_WebsocketStream):
         self,
         consumer: Callable[[str | bytes], None],
         hint: Callable[[], tuple[int, float] | None] | None = None,
+        runs: MediaRuns | None = None,
     ) -> None:
-        self._media.attach(consumer, hint)
+        self._media.attach(consumer, hint, runs)
 
     def detach(self) -> None:
         self._media.detach()

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 import ivr_bridge.local.tone_engine  # noqa: F401  (registers the "tones" engine)
+from ivr_bridge import wsfast
 from ivr_bridge.app import BridgeApp
 from ivr_bridge.config import (
     EmbeddedSettings,
@@ -195,6 +196,17 @@ async def running_bridge(*, read_batching: bool = False) -> AsyncIterator[Bridge
         yield Bridge(app, got)
     finally:
         await app.stop()
+
+
+@pytest.fixture(
+    autouse=True,
+    params=["compiled", "python"] if wsfast.AVAILABLE else ["python"],
+)
+def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test with the compiled frame scanner (wsfast) and with the pure-Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(wsfast, "AVAILABLE", False)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -425,14 +437,16 @@ async def test_messages_before_the_call_attaches_arrive_in_order(
     attached = asyncio.Event()
     attach = MediaConnection.attach
 
-    def late_attach(self: MediaConnection, consumer: Any, hint: Any = None) -> None:
+    def late_attach(
+        self: MediaConnection, consumer: Any, hint: Any = None, runs: Any = None
+    ) -> None:
         # The call starts reading only once the early frames are all in (a slow call start),
         # so they wait in the connection's early list whatever the scheduling.
         if len(self._early or ()) < 40 and self.protocol.state is State.OPEN:
-            asyncio.get_running_loop().call_later(0.005, late_attach, self, consumer, hint)
+            asyncio.get_running_loop().call_later(0.005, late_attach, self, consumer, hint, runs)
             return
         pending_at_attach.append(len(self._early or ()))
-        attach(self, consumer, hint)
+        attach(self, consumer, hint, runs)
         attached.set()
 
     monkeypatch.setattr(MediaConnection, "attach", late_attach)

@@ -61,3 +61,19 @@ def test_every_imported_package_is_a_runtime_dependency() -> None:
         if not dists & runtime:
             missing[module] = sorted(dists)
     assert not missing, f"imported by ivr_bridge but not in [project] dependencies: {missing}"
+
+
+def test_the_compiled_frame_scanner_is_built() -> None:
+    """The C extension is optional (no compiler: the build warns and the bridge runs the
+    Python path), so a failed build would pass unnoticed; CI machines have a compiler."""
+    import os
+
+    import pytest
+
+    from ivr_bridge import wsfast
+
+    if os.environ.get("IVR_BRIDGE_PURE_PYTHON", "") not in ("", "0"):
+        pytest.skip("turned off by IVR_BRIDGE_PURE_PYTHON")
+    if not wsfast.AVAILABLE and os.environ.get("CI") != "true":
+        pytest.skip("ivr_bridge/_wsfast.c was not built here (no C compiler?)")
+    assert wsfast.AVAILABLE, "ivr_bridge/_wsfast.c did not build: see pip's output"

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Final
 
+from ivr_bridge import wsfast
 from ivr_bridge.audio.codecs import (
     alaw_to_pcm16,
     pcm16_to_alaw,
@@ -161,6 +162,8 @@ class TwilioStyleDialect(QueuedOutput):
         self._seen_bits = 0
         self._track_time: dict[str, tuple[int, float]] = {}  # track -> (last stamp, frame ms)
         self._media_layout: re.Pattern[str] | None = None  # set at start (media_layout)
+        # The same layout for the compiled frame scanner (wsfast), when it is built.
+        self.compiled_layout: Any = None
         self._handlers: dict[str, Callable[[dict[str, Any]], list[DialectEvent]]] = {
             "connected": self._on_connected,
             "start": self._on_start,
@@ -332,6 +335,8 @@ class TwilioStyleDialect(QueuedOutput):
         start = self.parse_start(message)
         self._start = start
         self._media_layout = media_layout(self, start.stream_id)
+        if self._media_layout is not None:
+            self.compiled_layout = wsfast.compile_layout(self, start)
         self._note_sequence(seq)
         out_rate = recognizer_rate(start.wire_rate)
         return [
@@ -393,6 +398,61 @@ class TwilioStyleDialect(QueuedOutput):
             int(stamp) if stamp else None,
             sj.b64decode(payload),
         )
+
+    def receive_media_run(
+        self, count: int, track_index: int, seq: int | None, stamps: Any, raw: bytes
+    ) -> list[DialectEvent]:
+        """``count`` media messages that the compiled scanner matched in this stream's
+        layout (see wsfast.py): the same accounting and audio as ``count`` calls of
+        ``receive_text``, as one Audio when nothing sets a frame apart from the one before."""
+        self.counters.messages += 1  # as receive_text counts: the first, even if refused
+        if self._stopped:
+            raise sj.protocol("message after stop")
+        self.counters.messages += count - 1
+        start = self._start
+        assert start is not None
+        track = TRACKS[track_index]
+        first = stamps[0] if stamps is not None else None
+        if count == 1:
+            return self._media(start, seq, track, first, raw)
+        last_seq = self._last_seq
+        previous = self._track_time.get(track) if first is not None else None
+        if not (
+            track in start.tracks
+            and recognizer_rate(start.wire_rate) == start.wire_rate
+            and (seq is None or last_seq is None or seq > last_seq)
+            and (first is None or previous is None or first > previous[0])
+        ):
+            # The first frame is a duplicate, reordered or not ours: frame by frame, exactly.
+            size = len(raw) // count
+            events: list[DialectEvent] = []
+            for i in range(count):
+                events += self._media(
+                    start,
+                    None if seq is None else seq + i,
+                    track,
+                    None if stamps is None else stamps[i],
+                    raw[i * size : (i + 1) * size],
+                )
+            return events
+        # The first frame is accounted as itself; the rest carry straight on from it.
+        pcm = self._decode(raw, start)
+        self._note_sequence(seq)
+        if seq is not None:
+            more = count - 1
+            self._seen_bits = ((self._seen_bits << more) | ((1 << more) - 1)) & _SEQ_MASK
+            self._last_seq = seq + more
+        frame_ms = (len(pcm) // 2 // count) * 1000 / start.wire_rate
+        gap_ms = self._note_timestamp(track, first, frame_ms)
+        if stamps is not None:
+            self._track_time[track] = (stamps[-1], frame_ms)
+        self.counters.media_frames += count
+        self.counters.media_bytes += len(raw)
+        relative = None if first is None or self.timestamp_is_epoch else first
+        audio = Audio(CHANNEL_NAMES[track], pcm, relative, raw if start.codec == "pcmu" else None)
+        if gap_ms and self._fill_gaps:
+            return [MediaGap(CHANNEL_NAMES[track], gap_ms), audio]
+        return [audio]
 
     def _media(
         self, start: StreamStart, seq: int | None, track: str, stamp: int | None, raw: bytes

@@ -92,6 +92,10 @@ class JsonlSink:
         return {"open": self._fh is not None, "write_errors": self.write_errors}
 
     async def deliver(self, event: UtteranceEvent) -> None:
+        self.deliver_now(event)
+
+    def deliver_now(self, event: UtteranceEvent) -> None:
+        """A line appended; the bus calls this in its worker (no task per event)."""
         line = event_json(event).decode() + "\n"
         try:
             if self._fh is None or self._rotated():

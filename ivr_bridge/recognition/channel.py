@@ -143,9 +143,10 @@ class RecognitionChannel:
             self._wake.set()
 
     def ms_until_chunk(self) -> float:
-        """Audio the next chunk still needs before it goes out, in ms (0: one is ready)."""
-        need = self._chunk - (self.ledger.end - self._cursor)
-        return need * 1000 / self.ledger.sample_rate if need > 0 else 0.0
+        """Audio still to come before the next whole chunk is here, in ms. Chunks already
+        whole go out by themselves (the sender has them), so this counts from the last."""
+        need = self._chunk - (self.ledger.end - self._cursor) % self._chunk
+        return need * 1000 / self.ledger.sample_rate
 
     def insert_gap(self, ms: int) -> None:
         """The PBX reports ``ms`` of its audio lost or skipped: silence takes its place on the

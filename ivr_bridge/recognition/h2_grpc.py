@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import struct
 import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import cast
@@ -28,6 +29,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hyperframe.frame
 import structlog
 from hpack import NeverIndexedHeaderTuple
@@ -276,8 +278,19 @@ class H2Call:
         self._wake_writer()
 
 
+_IDS = struct.Struct(">LL")  # a WINDOW_UPDATE's stream id and increment
+_FRAME_HEADER = 9
+_WINDOW_UPDATE = 0x8
+_MAX_WINDOW = 2**31 - 1  # RFC 9113 6.9.1
+# Stream states in which h2 takes a WINDOW_UPDATE as a plain credit (window_updated).
+_CREDITABLE = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL)
+# Stream states in which h2 sends DATA without a state change.
+_SENDABLE = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
+
+
 class _GracefulConnection(h2.connection.H2Connection):
-    """h2's state machine, except that a GOAWAY lets the streams it spares finish.
+    """h2's state machine, except that a GOAWAY lets the streams it spares finish, and plain
+    DATA out and WINDOW_UPDATE in take a short path (send_data, receive_data).
 
     On GOAWAY h2 drops its unsent output and closes its connection state for good
     (python-hyper/h2#1181): DATA, trailers or a PING the server still sends for streams at
@@ -288,6 +301,95 @@ class _GracefulConnection(h2.connection.H2Connection):
 
     def clear_outbound_data_buffer(self) -> None:
         """Kept: only h2's GOAWAY handling calls this, and the frames are still owed."""
+
+    def send_data(
+        self,
+        stream_id: int,
+        data: bytes | memoryview,
+        end_stream: bool = False,
+        pad_length: int | None = None,
+    ) -> None:
+        """h2's, except that a plain DATA frame (no end, no padding) on an open stream with
+        the window for it is framed here: h2's checks and window arithmetic without its
+        generic frame objects, the cost of every audio write."""
+        size = len(data)
+        stream = self.streams.get(stream_id)
+        if (
+            end_stream
+            or pad_length is not None
+            or stream is None
+            or not 0 < size <= self.max_outbound_frame_size
+            or size > self.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window
+            or self.state_machine.state is not h2.connection.ConnectionState.CLIENT_OPEN
+            or stream.state_machine.state not in _SENDABLE
+        ):
+            super().send_data(stream_id, data, end_stream, pad_length)
+            return
+        self.outbound_flow_control_window -= size
+        stream.outbound_flow_control_window -= size
+        header = size.to_bytes(3, "big") + b"\x00\x00" + stream_id.to_bytes(4, "big")
+        self._data_to_send += header
+        self._data_to_send += data
+
+    def receive_data(self, data: bytes) -> list[h2.events.Event]:  # type: ignore[override]
+        """h2's, except that a plain WINDOW_UPDATE is applied here.
+
+        A gRPC server credits each audio message back, often twice (stream and connection):
+        two WINDOW_UPDATEs per chunk, which cost more in h2's generic frame path than the
+        chunk's own write. Those on an open connection and stream, with a valid increment,
+        are applied here with h2's own arithmetic and give h2's own event; any other frame,
+        and any WINDOW_UPDATE h2 might judge otherwise, goes to h2, in order.
+        """
+        if self.incoming_buffer._data:  # inside a frame: h2 has the boundaries
+            return super().receive_data(data)
+        events: list[h2.events.Event] = []
+        size = len(data)
+        start = pos = 0
+        while size - pos >= _FRAME_HEADER:
+            length = int.from_bytes(data[pos : pos + 3], "big")
+            end = pos + _FRAME_HEADER + length
+            if end > size:
+                break
+            if data[pos + 3] == _WINDOW_UPDATE and length == 4:
+                if start < pos:  # the frames before it first, as they came
+                    events += super().receive_data(data[start:pos])
+                    start = pos
+                event = self._window_update(data, pos)
+                if event is not None:
+                    events.append(event)
+                    start = end
+            pos = end
+        if start < size:
+            events += super().receive_data(data[start:])
+        return events
+
+    def _window_update(self, data: bytes, pos: int) -> h2.events.WindowUpdated | None:
+        """The WINDOW_UPDATE at ``pos`` applied, or None to leave it to h2."""
+        if (
+            self.state_machine.state is not h2.connection.ConnectionState.CLIENT_OPEN
+            or self.incoming_buffer._data
+            or self.incoming_buffer._headers_buffer  # a header block must go on unbroken
+        ):
+            return None
+        stream_id, increment = _IDS.unpack_from(data, pos + 5)
+        stream_id &= 0x7FFFFFFF  # the reserved bit
+        if not 1 <= increment <= _MAX_WINDOW:
+            return None  # h2 refuses it
+        if stream_id == 0:
+            window = self.outbound_flow_control_window + increment
+            if window > _MAX_WINDOW:
+                return None
+            self.outbound_flow_control_window = window
+            return h2.events.WindowUpdated(stream_id=0, delta=increment)
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.state_machine.state not in _CREDITABLE:
+            return None
+        window = stream.outbound_flow_control_window + increment
+        if window > _MAX_WINDOW:
+            return None
+        stream.outbound_flow_control_window = window
+        return h2.events.WindowUpdated(stream_id=stream_id, delta=increment)
 
     def _receive_goaway_frame(
         self, frame: hyperframe.frame.GoAwayFrame

@@ -237,3 +237,66 @@ async def test_sink_work_is_logged_with_the_call_id() -> None:
     await wait_until(lambda: len(sink.got) == 6)
     await bus.aclose(1.0)
     assert sink.bound and all(call == bound for call, bound in sink.bound)
+
+
+class SyncRecording:
+    """A sink that never waits: the bus calls its ``deliver_now`` in the worker itself."""
+
+    name = "sync"
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, int]] = []
+        self.bound: list[tuple[str, object]] = []
+        self.fail: dict[str, Exception] = {}
+        self.closed = False
+
+    def deliver_now(self, e: UtteranceEvent) -> None:
+        self.bound.append((e.call_id, structlog.contextvars.get_contextvars().get("call_id")))
+        if e.call_id in self.fail:
+            raise self.fail[e.call_id]
+        self.got.append((e.call_id, e.seq))
+
+    async def deliver(self, e: UtteranceEvent) -> None:
+        raise AssertionError("the bus must use deliver_now")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_a_synchronous_sink_gets_every_call_in_order_round_robin() -> None:
+    sink = SyncRecording()
+    bus = EventBus(queue_size=2000, per_call_queue_size=500)
+    bus.add_sink(sink)
+    for seq in range(1, 201):  # a backlog several inline batches long
+        for call in ("a", "b", "c"):
+            bus.publish(ev(call, seq))
+    await bus.aclose(timeout=5)
+    for call in "abc":
+        assert [s for c, s in sink.got if c == call] == list(range(1, 201))
+    assert [c for c, _ in sink.got[:6]] == ["a", "b", "c", "a", "b", "c"]  # taken in turn
+    assert all(call == bound for call, bound in sink.bound)
+    assert structlog.contextvars.get_contextvars().get("call_id") is None
+    assert sink.closed
+
+
+async def test_a_synchronous_sink_that_fails_loses_only_that_event(tmp_path: Path) -> None:
+    dead = DeadLetterFile(tmp_path / "dead.jsonl")
+    sink = SyncRecording()
+    sink.fail = {"refused": SinkError("disk full"), "buggy": ValueError("bug")}
+    bus = EventBus(dead_letter=dead)
+    bus.add_sink(sink)
+    worker = bus._workers[0]
+    with structlog.testing.capture_logs() as logs:
+        for call in ("refused", "buggy", "fine"):
+            bus.publish(ev(call, 1))
+        await wait_until(lambda: worker.stats.delivered + worker.stats.failed == 3)
+    assert sink.got == [("fine", 1)]
+    assert worker.stats.dead_lettered == 2
+    records = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [(r["event"]["call_id"], r["reason"]) for r in records] == [
+        ("refused", "disk full"),
+        ("buggy", "sink error: ValueError"),
+    ]
+    assert [e["event"] for e in logs].count("sink_crashed") == 1  # the bug, once
+    assert all(call == bound for call, bound in sink.bound)  # its log line names the call
+    await bus.aclose(1.0)

@@ -226,22 +226,26 @@ def iso_utc(epoch_seconds: float) -> str:
 
 
 _PLAIN: Final = frozenset({str, int, float, bool, type(None)})  # JSON as they are
+_DATACLASS_FIELDS: dict[type, tuple[str, ...]] = {}  # field names per dataclass, found once
 
 
 def _jsonable(value: Any) -> Any:
     """Nested payload values (dataclasses, mappings, tuples) as JSON-ready dicts and lists."""
-    if type(value) in _PLAIN:  # most values: no dataclass or ABC checks
+    kind = type(value)
+    if kind in _PLAIN:  # most values: no dataclass or ABC checks
         return value
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+    names = _DATACLASS_FIELDS.get(kind)
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = _DATACLASS_FIELDS[kind] = tuple(f.name for f in fields(value))
+    if names is not None:
+        return {name: _jsonable(getattr(value, name)) for name in names}
+    if kind is tuple or kind is list:
+        return [_jsonable(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
     return value
-
-
-_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 class EventPayload(Mapping[str, Any]):
@@ -253,9 +257,9 @@ class EventPayload(Mapping[str, Any]):
 
     def _names(self) -> tuple[str, ...]:
         cls = type(self)
-        names = _PAYLOAD_FIELDS.get(cls)
+        names = _DATACLASS_FIELDS.get(cls)
         if names is None:
-            names = _PAYLOAD_FIELDS[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+            names = _DATACLASS_FIELDS[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
         return names
 
     def to_data(self) -> dict[str, Any]:

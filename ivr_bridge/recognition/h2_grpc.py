@@ -279,18 +279,22 @@ class H2Call:
 
 
 _IDS = struct.Struct(">LL")  # a WINDOW_UPDATE's stream id and increment
+_ID = struct.Struct(">L")  # a frame's stream id
 _FRAME_HEADER = 9
+_DATA = 0x0
 _WINDOW_UPDATE = 0x8
 _MAX_WINDOW = 2**31 - 1  # RFC 9113 6.9.1
 # Stream states in which h2 takes a WINDOW_UPDATE as a plain credit (window_updated).
 _CREDITABLE = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL)
+# Stream states in which h2 takes DATA (without END_STREAM) as a plain DataReceived.
+_RECEIVABLE = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL)
 # Stream states in which h2 sends DATA without a state change.
 _SENDABLE = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE)
 
 
 class _GracefulConnection(h2.connection.H2Connection):
     """h2's state machine, except that a GOAWAY lets the streams it spares finish, and plain
-    DATA out and WINDOW_UPDATE in take a short path (send_data, receive_data).
+    DATA (both ways) and WINDOW_UPDATE in take a short path (send_data, receive_data).
 
     On GOAWAY h2 drops its unsent output and closes its connection state for good
     (python-hyper/h2#1181): DATA, trailers or a PING the server still sends for streams at
@@ -333,13 +337,15 @@ class _GracefulConnection(h2.connection.H2Connection):
         self._data_to_send += data
 
     def receive_data(self, data: bytes) -> list[h2.events.Event]:  # type: ignore[override]
-        """h2's, except that a plain WINDOW_UPDATE is applied here.
+        """h2's, except that plain WINDOW_UPDATE and DATA frames are taken here.
 
-        A gRPC server credits each audio message back, often twice (stream and connection):
-        two WINDOW_UPDATEs per chunk, which cost more in h2's generic frame path than the
-        chunk's own write. Those on an open connection and stream, with a valid increment,
-        are applied here with h2's own arithmetic and give h2's own event; any other frame,
-        and any WINDOW_UPDATE h2 might judge otherwise, goes to h2, in order.
+        A gRPC server credits each audio message back, often twice (stream and connection),
+        and answers in small DATA frames: in h2's generic frame path (frame objects, a repr
+        for its trace log, two state machines) each costs more than the audio write it
+        answers. Those on an open connection and stream, within the windows and without
+        flags, are applied here with h2's own checks and arithmetic and give h2's own
+        events; any other frame, and any such frame h2 might judge otherwise, goes to h2,
+        in order.
         """
         if self.incoming_buffer._data:  # inside a frame: h2 has the boundaries
             return super().receive_data(data)
@@ -351,11 +357,15 @@ class _GracefulConnection(h2.connection.H2Connection):
             end = pos + _FRAME_HEADER + length
             if end > size:
                 break
-            if data[pos + 3] == _WINDOW_UPDATE and length == 4:
+            kind = data[pos + 3]
+            if (kind == _WINDOW_UPDATE and length == 4) or (kind == _DATA and not data[pos + 4]):
                 if start < pos:  # the frames before it first, as they came
                     events += super().receive_data(data[start:pos])
                     start = pos
-                event = self._window_update(data, pos)
+                if kind == _DATA:
+                    event: h2.events.Event | None = self._data(data, pos, end)
+                else:
+                    event = self._window_update(data, pos)
                 if event is not None:
                     events.append(event)
                     start = end
@@ -364,13 +374,45 @@ class _GracefulConnection(h2.connection.H2Connection):
             events += super().receive_data(data[start:])
         return events
 
+    def _plain(self) -> bool:
+        """Whether the next frame may skip h2: an open connection, no frame or header block
+        half read."""
+        buffer = self.incoming_buffer
+        return (
+            self.state_machine.state is h2.connection.ConnectionState.CLIENT_OPEN
+            and not buffer._data
+            and not buffer._headers_buffer  # a header block must go on unbroken
+        )
+
+    def _data(self, data: bytes, pos: int, end: int) -> h2.events.DataReceived | None:
+        """The DATA frame (no flags) at ``pos`` taken in, or None to leave it to h2."""
+        length = end - pos - _FRAME_HEADER
+        if not self._plain() or length > self.max_inbound_frame_size:
+            return None
+        (stream_id,) = _ID.unpack_from(data, pos + 5)
+        stream = self.streams.get(stream_id & 0x7FFFFFFF)
+        connection_window = self._inbound_flow_control_window_manager
+        if (
+            stream is None
+            or stream.state_machine.state not in _RECEIVABLE
+            or not stream.state_machine.headers_received
+            or stream._expected_content_length is not None
+            or length > connection_window.current_window_size
+            or length > stream._inbound_window_manager.current_window_size
+        ):
+            return None
+        connection_window.window_consumed(length)
+        stream._inbound_window_manager.window_consumed(length)
+        stream._actual_content_length += length
+        return h2.events.DataReceived(
+            stream_id=stream.stream_id,
+            data=data[pos + _FRAME_HEADER : end],
+            flow_controlled_length=length,
+        )
+
     def _window_update(self, data: bytes, pos: int) -> h2.events.WindowUpdated | None:
         """The WINDOW_UPDATE at ``pos`` applied, or None to leave it to h2."""
-        if (
-            self.state_machine.state is not h2.connection.ConnectionState.CLIENT_OPEN
-            or self.incoming_buffer._data
-            or self.incoming_buffer._headers_buffer  # a header block must go on unbroken
-        ):
+        if not self._plain():
             return None
         stream_id, increment = _IDS.unpack_from(data, pos + 5)
         stream_id &= 0x7FFFFFFF  # the reserved bit

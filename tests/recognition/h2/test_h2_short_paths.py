@@ -32,6 +32,14 @@ def window_update(stream_id: int, increment: int) -> bytes:
     return len(body).to_bytes(3, "big") + b"\x08\x00" + stream_id.to_bytes(4, "big") + body
 
 
+def data_frame(stream_id: int, length: int, flags: int) -> bytes:
+    """A DATA frame by hand (flags: 0x1 END_STREAM, 0x8 PADDED with 3 bytes of padding)."""
+    body = b"d" * length
+    if flags & 0x8:
+        body = b"\x03" + body + b"\x00" * 3
+    return len(body).to_bytes(3, "big") + bytes([0, flags]) + stream_id.to_bytes(4, "big") + body
+
+
 def response_headers(stream_id: int, *, end: bool) -> bytes:
     encoder = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False)).encoder
     frame = hyperframe.frame.HeadersFrame(stream_id)
@@ -76,6 +84,18 @@ frames = st.one_of(
     st.builds(rst, st.sampled_from(STREAMS)),
     st.just(ping()),
     st.builds(headers_without_end, st.sampled_from(STREAMS)),
+    st.builds(
+        data_frame,
+        st.sampled_from((0, *STREAMS, 9)),
+        st.sampled_from([0, 1, 1000, 16384, 16385]),
+        st.sampled_from([0, 0, 0, 0x1, 0x8]),
+    ),
+    st.builds(
+        data_frame,
+        st.sampled_from(STREAMS),
+        st.sampled_from([1000, 16384]),
+        st.just(0),
+    ),
 )
 
 
@@ -85,16 +105,25 @@ def connection(cls: type[h2.connection.H2Connection]) -> h2.connection.H2Connect
     conn.receive_data(server_preface())
     for stream_id in STREAMS:
         conn.send_headers(stream_id, HEADERS, end_stream=stream_id == 5)
+    # Streams 1 and 5 have their response headers (DATA may follow), 3 and 7 not yet.
+    conn.receive_data(response_headers(1, end=False) + response_headers(5, end=False))
     conn.data_to_send()
     return conn
 
 
 def snapshot(conn: h2.connection.H2Connection) -> tuple[object, ...]:
     streams = tuple(
-        (sid, s.state_machine.state, s.outbound_flow_control_window)
+        (
+            sid,
+            s.state_machine.state,
+            s.outbound_flow_control_window,
+            s._inbound_window_manager.current_window_size,
+            s._actual_content_length,
+        )
         for sid, s in sorted(conn.streams.items())
     )
-    return conn.state_machine.state, conn.outbound_flow_control_window, streams
+    inbound = conn._inbound_flow_control_window_manager.current_window_size
+    return conn.state_machine.state, conn.outbound_flow_control_window, inbound, streams
 
 
 def feed(conn: h2.connection.H2Connection, reads: list[bytes]) -> list[object]:
@@ -113,6 +142,10 @@ def feed(conn: h2.connection.H2Connection, reads: list[bytes]) -> list[object]:
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(frames, max_size=12), st.lists(st.integers(0, 400), max_size=4))
+@example([data_frame(1, 16384, 0)] * 3 + [data_frame(5, 16384, 0)] * 2, [])  # connection window
+@example([response_headers(1, end=True), data_frame(1, 10, 0)], [])  # ended by the server
+@example([data_frame(1, 16385, 0)], [])  # over the frame size
+@example([data_frame(1, 10, 0), data_frame(3, 10, 0), data_frame(1, 0, 0)], [7, 20])
 def test_same_outcome_as_h2(sequence: list[bytes], cuts: list[int]) -> None:
     wire = b"".join(sequence)
     points = sorted({min(c, len(wire)) for c in cuts} | {0, len(wire)})
@@ -122,8 +155,8 @@ def test_same_outcome_as_h2(sequence: list[bytes], cuts: list[int]) -> None:
     assert ours == theirs
 
 
-def test_the_short_path_takes_plain_credits() -> None:
-    """The common case does take the short path (so the property above tests it)."""
+def test_the_short_path_takes_plain_credits_and_data() -> None:
+    """The common cases do take the short path (so the property above tests it)."""
     conn = connection(_GracefulConnection)
     calls = 0
     original = h2.connection.H2Connection.receive_data
@@ -145,6 +178,16 @@ def test_the_short_path_takes_plain_credits() -> None:
     ]
     assert conn.outbound_flow_control_window == 65535 + 100
     assert conn.streams[1].outbound_flow_control_window == 65535 + 100
+    h2.connection.H2Connection.receive_data = counting  # type: ignore[method-assign]
+    try:
+        events = conn.receive_data(data_frame(1, 5, 0) + data_frame(1, 7, 0))
+    finally:
+        h2.connection.H2Connection.receive_data = original  # type: ignore[method-assign]
+    assert calls == 0
+    assert [(type(e), e.data) for e in events] == [  # type: ignore[attr-defined]
+        (h2.events.DataReceived, b"ddddd"),
+        (h2.events.DataReceived, b"ddddddd"),
+    ]
 
 
 def send(sid: int, size: int, end: bool) -> tuple[str, int, int, bool]:
@@ -206,3 +249,15 @@ def test_the_short_path_frames_plain_data() -> None:
         h2.connection.H2Connection.send_data = original  # type: ignore[method-assign]
     assert conn.data_to_send() == b"\x00\x00\x05\x00\x00\x00\x00\x00\x01audio"
     assert conn.outbound_flow_control_window == 65535 - 5
+
+
+def test_data_past_the_streams_window_is_refused_as_h2_refuses_it() -> None:
+    """The connection window opened wide, the stream's not: the stream's own limit holds."""
+    outcomes = []
+    for cls in (_GracefulConnection, h2.connection.H2Connection):
+        conn = connection(cls)
+        conn.increment_flow_control_window(10**6)
+        conn.data_to_send()
+        outcomes.append(feed(conn, [data_frame(1, 16384, 0)] * 4))
+    assert outcomes[0] == outcomes[1]
+    assert ("error", "FlowControlError") in outcomes[0]

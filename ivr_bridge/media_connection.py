@@ -16,6 +16,11 @@ Before a consumer is attached (the short time between the handshake and the call
 messages wait in a small bounded list; after :meth:`detach` they go to websockets' assembler
 again so ``recv()`` works for a goodbye exchange.
 
+Where the compiled scanner is built (``wsfast``), one C call per read does the frame parsing
+and unmasking (``_scan``), and media messages in the platform's layout come back already
+matched and joined into runs, which go to the call's ``take_run``; ``_consume`` is the same
+logic in Python.
+
 Read batching: the call sends audio upstream a chunk (200 ms) at a time, so waking for each
 20 ms frame is work without a purpose. After each read the call may say how many more bytes
 its next chunk needs and how soon they are due (``ReadHint``); the connection then asks the

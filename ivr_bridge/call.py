@@ -419,7 +419,7 @@ class Call:
         if pushed is None or pushed.done():
             return
         _, _, count, track, seq, stamps, raw = run
-        self._messages += count
+        self._messages += 1  # the rest once taken: a refused run counts as one, as one frame
         outcome: tuple[str, tuple[int, str] | None] | None
         try:
             try:
@@ -427,6 +427,7 @@ class Call:
             except DialectError as exc:
                 outcome = self._protocol_error(exc)
             else:
+                self._messages += count - 1
                 outcome = self._dispatch(events, wire)
         except Exception:
             self._log.exception("message_handling_failed", message_no=self._messages)

@@ -251,7 +251,8 @@ class MediaConnection(ServerConnection):
         limit = protocol.max_message_size
         limit = -1 if limit is None else limit
         scan = wsfast.scan
-        while True:
+        size = len(data)
+        while pos < size:  # (a read usually ends on a frame's end: no call to learn that)
             runs = self._runs
             layout = None if runs is None else runs.media_layout
             found = scan(data, pos, limit, protocol.current_size is None, layout)
@@ -291,6 +292,7 @@ class MediaConnection(ServerConnection):
             if not self._media:
                 # Detached by the consumer: websockets parses the rest for recv().
                 return self._hand_over(data, pos)
+        return pos
 
     def _hand_over(self, data: bytes | bytearray, pos: int) -> int:
         """Give websockets the rest of ``data`` from ``pos``; all of it is used."""

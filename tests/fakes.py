@@ -46,6 +46,11 @@ class Fault:
     stall: bool = False  # instead of failing, stop answering (and never end)
 
 
+# Whether FakeStream takes the channel's synchronous writes: "on", "off" (always refused:
+# the sender's task sends everything) or "alternate" (every other one refused).
+SYNC_SENDS = "on"
+
+
 @dataclass
 class FakeRecognizer:
     rate: int = 8000
@@ -93,6 +98,8 @@ class FakeStream:
         self.closed = False
         self.stalled = False
         self.next_status = rec.status_every_ms
+        self.sync_offers = 0
+        self.sync_sent = 0
 
     def _ms(self, samples: int) -> int:
         return samples * 1000 // self.rate
@@ -191,12 +198,27 @@ class FakeStream:
     async def send_audio(self, pcm: bytes) -> None:
         if self.closed:
             raise RecognitionUnavailable("CANCELLED", "stream closed")
+        self._take_audio(pcm)
+        await asyncio.sleep(0)
+
+    def try_send_audio(self, pcm: bytes) -> bool:
+        """The synchronous write the h2 transport offers (RecognitionChannel._send_parked):
+        taken per ``SYNC_SENDS``; refused, with nothing sent, on a closed stream."""
+        self.sync_offers += 1
+        if SYNC_SENDS == "off" or self.closed:
+            return False
+        if SYNC_SENDS == "alternate" and self.sync_offers % 2:
+            return False
+        self.sync_sent += 1
+        self._take_audio(pcm)
+        return True
+
+    def _take_audio(self, pcm: bytes) -> None:
         values = array("h")
         values.frombytes(pcm)
         self.messages.append(("audio", len(values)))
         self._advance(values, len(values))
         self._check_limits()
-        await asyncio.sleep(0)
 
     async def send_silence(self, duration_ms: int) -> None:
         if self.closed:

@@ -121,6 +121,7 @@ class RecognitionChannel:
         self._recovery = RecoveryPolicy(policy)
         self.stats = ChannelStats()
         self._wake = asyncio.Event()
+        self._parked: _Session | None = None  # the session the sender waits with, if it waits
         self._input_ended = False
         self._pumped_at = 0.0  # clock time the sender last ran its checks
         self._cursor = 0  # next ledger offset to send to the current session
@@ -138,8 +139,9 @@ class RecognitionChannel:
             self._insert_silence(gap_ms)
         self.ledger.append_audio(pcm, wire_ulaw)
         # Wake the sender once a chunk is ready (or audio follows silence it must flush), not
-        # on every 20 ms frame; the ticker wakes it for the periodic checks.
-        if gap_ms or self.ledger.end - self._cursor >= self._chunk:
+        # on every 20 ms frame; the ticker wakes it for the periodic checks. A chunk that can
+        # go out at once goes from here, without a task switch (_send_parked).
+        if gap_ms or (self.ledger.end - self._cursor >= self._chunk and not self._send_parked()):
             self._wake.set()
 
     def ms_until_chunk(self) -> float:
@@ -346,26 +348,17 @@ class RecognitionChannel:
 
     async def _pump(self, session: _Session) -> _Outcome:
         while True:
-            self._pumped_at = self._clock.now()
+            now = self._clock.now()
+            self._pumped_at = now
             if session.error is not None or session.ended:
                 if session.error is None:
                     session.error = RecognitionUnavailable("UNAVAILABLE", "server ended the stream")
                 return _Outcome.FAILED
-            now = self._clock.now()
             if stalled(self._policy, now, session.last_response_at, session.oldest_unanswered):
                 self.stats.stalls += 1
                 session.error = RecognitionUnavailable("DEADLINE_EXCEEDED", "stream stalled")
                 return _Outcome.FAILED
-            rotation = rotation_needed(
-                self._policy,
-                self.ledger.ms(session.sent_until - session.start),
-                session.audio_bytes,
-                self._transcript.utterance_open,
-            )
-            if rotation is Rotation.AT_BOUNDARY and not self._quiet_since_final(session):
-                # The caller may have started the next utterance and its first partial is
-                # still on the way: not a boundary yet.
-                rotation = Rotation.NONE
+            rotation = self._rotation(session)
             if rotation is not Rotation.NONE:
                 self.stats.rotations += 1
                 if rotation is Rotation.FORCED:
@@ -383,7 +376,54 @@ class RecognitionChannel:
             if piece is None and self._input_ended:
                 return await self._finish(session)
             self._wake.clear()
-            await self._wake.wait()
+            self._parked = session  # push_audio may send for it meanwhile (_send_parked)
+            try:
+                await self._wake.wait()
+            finally:
+                self._parked = None
+
+    def _rotation(self, session: _Session) -> Rotation:
+        rotation = rotation_needed(
+            self._policy,
+            self.ledger.ms(session.sent_until - session.start),
+            session.audio_bytes,
+            self._transcript.utterance_open,
+        )
+        if rotation is Rotation.AT_BOUNDARY and not self._quiet_since_final(session):
+            # The caller may have started the next utterance and its first partial is
+            # still on the way: not a boundary yet.
+            return Rotation.NONE
+        return rotation
+
+    def _send_parked(self) -> bool:
+        """Send the ready chunks now, for the sender parked in ``_pump``, when nothing but
+        sending is due (the same checks the pump runs first) and the stream takes each write
+        without waiting. True: done, no need to wake the pump; False: the pump's turn (what
+        was sent stays sent)."""
+        session = self._parked
+        if session is None or self._input_ended:
+            return False
+        try_send = getattr(session.stream, "try_send_audio", None)
+        if try_send is None:
+            return False
+        while True:
+            now = self._clock.now()
+            if (
+                session.error is not None
+                or session.ended
+                or stalled(self._policy, now, session.last_response_at, session.oldest_unanswered)
+                or self._rotation(session) is not Rotation.NONE
+                or self._cursor < self.ledger.base
+            ):
+                return False
+            piece = self.ledger.read(self._cursor, self._chunk, self._max_silence)
+            if piece is None or not self._ready(piece):
+                return True
+            if piece.pcm is None or not try_send(piece.pcm):
+                return False
+            self._pumped_at = now
+            session.audio_bytes += len(piece.pcm)
+            self._sent(session, piece)
 
     def _quiet_since_final(self, session: _Session) -> bool:
         """Nothing but silence went out after the last final (so no word is in flight)."""
@@ -409,6 +449,11 @@ class RecognitionChannel:
         except RecognitionError as err:
             session.error = session.error or err
             return False
+        self._sent(session, piece)
+        return True
+
+    def _sent(self, session: _Session, piece: Piece) -> None:
+        """What follows a piece's write: the ledger, the cursor and the session know."""
         self.ledger.note_sent(piece)
         self.ledger.hold(piece.end)
         # Final audio is never replayed: keep a second before it for a quiet seam search.
@@ -418,7 +463,6 @@ class RecognitionChannel:
         self._transcript.audio_sent(session.index, piece.end)
         if session.oldest_unanswered is None:
             session.oldest_unanswered = self._clock.now()
-        return True
 
     async def _finish(self, session: _Session) -> _Outcome:
         """Input is over: half-close and wait for the last results."""

@@ -75,6 +75,9 @@ class H2StreamCall:
     async def write(self, request: Any) -> None:
         await self._call.write(request.SerializeToString())
 
+    def try_write(self, request: Any) -> bool:
+        return self._call.try_write(request.SerializeToString())
+
     async def done_writing(self) -> None:
         await self._call.done_writing()
 
@@ -120,6 +123,12 @@ class GrpcStream:
             # The call already ended (grpc.aio raises InvalidStateError on a finished call);
             # its real status surfaces when the responses are read.
             raise RecognitionUnavailable("CANCELLED", "stream closed") from exc
+
+    def _try_write(self, request: Any) -> bool:
+        """Write now if the transport can without waiting (the h2 client); False: nothing
+        was sent, use ``_write``."""
+        try_write = getattr(self._call, "try_write", None)
+        return not self._closed_writing and try_write is not None and bool(try_write(request))
 
     async def finish(self) -> None:
         """Half-close: no more audio; the server flushes its last results and ends."""

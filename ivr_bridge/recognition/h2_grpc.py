@@ -164,6 +164,13 @@ class H2Call:
         async with self._write_lock:
             await self._conn.send_blocking(self, data)
 
+    def try_write(self, message: bytes) -> bool:
+        """``write`` when it can finish now (open call, nothing queued, window and socket
+        free); False, with nothing sent, when it would have to wait or fail."""
+        if self.ended or self.half_closed or self._write_lock is not None:
+            return False
+        return self._conn.send_now(self, len(message).to_bytes(_PREFIX, "big") + message)
+
     async def done_writing(self) -> None:
         """Half-close: the server sees end of stream after the messages already written."""
         if self.half_closed or self.ended:

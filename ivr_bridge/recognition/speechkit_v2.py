@@ -170,6 +170,13 @@ class SpeechKitV2Stream(GrpcStream):
         await self._write(pb.StreamingRecognitionRequest(audio_content=pcm))
         self.cursors.on_sent(pcm)
 
+    def try_send_audio(self, pcm: bytes) -> bool:
+        """``send_audio`` if it can finish now; False (nothing sent) otherwise."""
+        if not self._try_write(pb.StreamingRecognitionRequest(audio_content=pcm)):
+            return False
+        self.cursors.on_sent(pcm)
+        return True
+
     async def send_silence(self, duration_ms: int) -> None:
         """v2 has no silence message: send that much zero LPCM (it counts as audio).
 

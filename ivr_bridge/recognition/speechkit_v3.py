@@ -121,6 +121,10 @@ class SpeechKitV3Stream(GrpcStream):
     async def send_audio(self, pcm: bytes) -> None:
         await self._write(pb.StreamingRequest(chunk=pb.AudioChunk(data=pcm)))
 
+    def try_send_audio(self, pcm: bytes) -> bool:
+        """``send_audio`` if it can finish now; False (nothing sent) otherwise."""
+        return self._try_write(pb.StreamingRequest(chunk=pb.AudioChunk(data=pcm)))
+
     async def send_silence(self, duration_ms: int) -> None:
         await self._write(
             pb.StreamingRequest(silence_chunk=pb.SilenceChunk(duration_ms=duration_ms))

@@ -13,10 +13,19 @@ from ivr_bridge.clock import ScaledClock
 from ivr_bridge.recognition.base import SessionConfig
 from ivr_bridge.recognition.channel import RecognitionChannel
 from ivr_bridge.recognition.policy import PolicyConfig
+from tests import fakes
 from tests.fakes import FakeRecognizer, Fault, silence_pcm, word_pcm
 
 RATE = 8000
 Event = tuple[str, int, Mapping[str, Any]]
+
+
+@pytest.fixture(autouse=True, params=["on", "off", "alternate"])
+def sync_sends(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with chunks written from push_audio when the stream takes them at once,
+    with the sender's task writing them all, and with the two mixed."""
+    monkeypatch.setattr(fakes, "SYNC_SENDS", request.param)
+    return str(request.param)
 
 
 def make_channel(
@@ -232,3 +241,46 @@ async def test_drain_timeout_follows_the_injected_clock_and_logs_carry_the_call(
     assert len(timeouts) == 1
     assert all(e["call_id"] == "call-under-test" and e["channel"] == "caller" for e in logs)
     assert finals(events) == []
+
+
+async def test_ready_chunks_go_out_from_push_audio_when_the_stream_takes_them(
+    sync_sends: str,
+) -> None:
+    """The sender parked, a chunk ready: push_audio writes it (no task switch), the same
+    words come out, and a refused write falls back to the sender with nothing lost."""
+    rec = FakeRecognizer()
+    ch, events = make_channel(rec)
+    task = asyncio.create_task(ch.run())
+    await feed(ch, silence_pcm(500) + utterance([1, 2, 3]) + utterance([4, 5]))
+    ch.end_input()
+    await asyncio.wait_for(task, 10)
+    assert finals(events) == ["w1 w2 w3", "w4 w5"]
+    stream = rec.streams[0]
+    audio = sum(n for kind, n in stream.messages if kind == "audio")
+    assert audio == ch.ledger.end  # every sample once, whoever wrote it
+    if sync_sends == "off":
+        assert stream.sync_sent == 0
+    else:
+        assert stream.sync_sent > 0
+        assert stream.sync_offers > stream.sync_sent or sync_sends == "on"
+    assert_accounting(ch)
+
+
+async def test_a_stream_that_stops_answering_is_caught_while_audio_still_flows() -> None:
+    """Chunks written from push_audio still pass the stall check: a silent server is caught
+    mid-speech, not when the call's input ends."""
+    clock = ScaledClock(speed=20)
+    rec = FakeRecognizer(faults=[Fault(session=1, after_ms=2000, stall=True)])
+    ch, events = make_channel(
+        rec, policy=PolicyConfig(stall_timeout_s=3, backoff_initial_s=0.01), clock=clock
+    )
+    task = asyncio.create_task(ch.run())
+    pcm = b"".join(utterance([i]) for i in range(1, 9))  # about 10 s, paced in clock time
+    step = RATE * 20 // 1000 * 2
+    for i in range(0, len(pcm), step):
+        ch.push_audio(pcm[i : i + step])
+        await clock.sleep(0.02)
+    assert ch.stats.stalls == 1 and rec.opened == 2  # before the input ended
+    ch.end_input()
+    await asyncio.wait_for(task, 10)
+    assert finals(events) == [f"w{i}" for i in range(1, 9)]

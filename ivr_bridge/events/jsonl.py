@@ -10,10 +10,11 @@ dead-lettered when configured) and the next write tries to reopen; nothing here 
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import structlog
 
@@ -34,7 +35,7 @@ class JsonlSink:
         self._check_every_s = rotation_check_s
         self.reopened = 0
         self.write_errors = 0
-        self._fh: TextIO | None = None
+        self._fh: BinaryIO | None = None
         self._identity: tuple[int, int] | None = None
         self._checked_at = 0.0  # monotonic time of the last rotation check
         try:
@@ -50,9 +51,10 @@ class JsonlSink:
             raise ConfigError("events.jsonl", f"cannot open {self.path}: {why}") from exc
 
     def _open(self) -> None:
-        # Line-buffered append: each event is on disk when deliver returns, and appends from
-        # one process never interleave mid-line.
-        fh = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        # Unbuffered binary append: each event line is one write(), in the file when deliver
+        # returns, and appends from one process never interleave mid-line. (orjson's UTF-8
+        # goes as it is: no decode and re-encode through a text layer.)
+        fh = open(self.path, "ab", buffering=0)  # noqa: SIM115
         st = os.fstat(fh.fileno())
         self._close_handle()
         self._fh = fh
@@ -96,7 +98,7 @@ class JsonlSink:
 
     def deliver_now(self, event: UtteranceEvent) -> None:
         """A line appended; the bus calls this in its worker (no task per event)."""
-        line = event_json(event).decode() + "\n"
+        line = event_json(event) + b"\n"
         try:
             if self._fh is None or self._rotated():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +106,12 @@ class JsonlSink:
                 self.reopened += 1
                 log.info("jsonl_reopened", path=str(self.path), why="path changed")
             assert self._fh is not None
-            self._fh.write(line)
+            written = self._fh.write(line)
+            while written is not None and written < len(line):  # a short write: the rest
+                line = line[written:]
+                written = self._fh.write(line)
+                if not written:
+                    raise OSError(errno.ENOSPC, "nothing written")
         except (OSError, ValueError) as exc:
             self.write_errors += 1
             self._checked_at = 0.0  # look again at the next write, not a second later

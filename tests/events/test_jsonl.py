@@ -111,3 +111,37 @@ async def test_reopen_failure_is_logged_and_the_next_write_retries(tmp_path: Pat
     await sink.deliver(ev(2))  # the directory is recreated and the file reopened
     await sink.aclose()
     assert seqs(path) == [2]
+
+
+class ShortWrites:
+    """A file that takes at most ``most`` bytes per write (as write(2) may, near a full
+    disk); ``most=0`` takes nothing."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.data = b""
+
+    def write(self, data: bytes) -> int:
+        taken = bytes(data[: self.most])
+        self.data += taken
+        return len(taken)
+
+    def close(self) -> None:
+        return None
+
+
+async def test_a_short_write_is_finished_not_cut(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path / "events.jsonl")
+    short = ShortWrites(7)
+    sink._fh = short  # type: ignore[assignment]
+    sink.deliver_now(ev(1))
+    line = short.data.decode()
+    assert line.endswith("\n") and json.loads(line)["seq"] == 1
+
+
+async def test_a_write_that_takes_nothing_is_a_sink_error(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path / "events.jsonl")
+    sink._fh = ShortWrites(0)  # type: ignore[assignment]
+    with pytest.raises(SinkError):
+        sink.deliver_now(ev(1))
+    assert sink.write_errors == 1

@@ -96,6 +96,7 @@ class MediaConnection(ServerConnection):
         self._low_water_timer: Any = None
         self._socket: Any = None  # the transport's socket, for SO_RCVLOWAT (read batching)
         self._runs: MediaRuns | None = None
+        self._layout: Any = None  # the runs' media layout, once there is one
         self.batched_reads = 0  # reads that came after a raised low-water mark (diagnostics)
 
     # ---- the server's side ------------------------------------------------------------
@@ -140,6 +141,7 @@ class MediaConnection(ServerConnection):
         self._wake_for_every_byte()
         self._consumer = None
         self._runs = None
+        self._layout = None
         self._media = False
         self._early = None
         fragments, self._fragments = self._fragments, None
@@ -254,7 +256,9 @@ class MediaConnection(ServerConnection):
         size = len(data)
         while pos < size:  # (a read usually ends on a frame's end: no call to learn that)
             runs = self._runs
-            layout = None if runs is None else runs.media_layout
+            layout = self._layout
+            if layout is None and runs is not None:
+                layout = self._layout = runs.media_layout  # set once the stream has started
             found = scan(data, pos, limit, protocol.current_size is None, layout)
             kind = found[0]
             if kind == wsfast.RUN:

@@ -38,8 +38,14 @@ BINARY: Final = 3
 OTHER: Final = 4
 HUGE: Final = 5
 
-# What a layout op's value is (the numbering _wsfast.c uses).
-_NONE, _SEQ, _CHUNK, _STAMP, _TRACK, _SID, _PAYLOAD = range(7)
+# What a layout piece's value is (the numbering _wsfast.c uses; twilio_family.layout_pieces).
+NO_VALUE: Final = 0
+SEQ_VALUE: Final = 1
+CHUNK_VALUE: Final = 2
+STAMP_VALUE: Final = 3
+TRACK_VALUE: Final = 4
+SID_VALUE: Final = 5
+PAYLOAD_VALUE: Final = 6
 
 MAX_RUN_BYTES: Final = 16384  # a run's decoded audio at most: 2 s of mu-law
 _TRACK_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz_")
@@ -70,37 +76,14 @@ if _wsfast is not None:
 
 
 def compile_layout(dialect: TwilioStyleDialect, start: StreamStart) -> Any:
-    """The stream's media layout for the compiled matcher, or None without it.
-
-    The same grammar as ``twilio_family._layout``'s regex, as a list of pieces: (optional,
-    prefix, value, suffix). An optional piece is there exactly when its prefix is, which is
-    how a JSON object with distinct keys reads anyway.
-    """
-    from ivr_bridge.dialects.twilio_family import TRACK_ALIASES, TRACKS
+    """The stream's media layout (twilio_family.layout_pieces, the grammar its regex is built
+    from) for the compiled matcher, with the raw track names this stream accepts; None
+    without the compiled module."""
+    from ivr_bridge.dialects.twilio_family import TRACK_ALIASES, TRACKS, layout_pieces
 
     if _wsfast is None:
         return None
     cls = type(dialect)
-    track_key, keys = cls.media_track_key, cls.media_layout_keys
-    fields: dict[str, tuple[bool, str, int, str]] = {
-        "track": (True, f'"{track_key}":"', _TRACK, '",'),
-        "chunk": (True, '"chunk":', _CHUNK, ","),
-        "timestamp": (True, f'"{cls.timestamp_key}":', _STAMP, ","),
-    }
-    if track_key is None or "track" not in keys:
-        keys = tuple(k for k in keys if k != "track")
-    media = [fields[k] for k in keys]
-    media.append((False, '"payload":"', _PAYLOAD, '"'))
-    seq = (True, f'"{cls.seq_key}":', _SEQ, ",")
-    optional_stream = not cls.stream_required
-    ops: list[tuple[bool, str, int, str]] = [(False, '{"event":"media",', _NONE, "")]
-    if cls.stream_before_media:
-        ops += [seq, (optional_stream, f'"{cls.stream_key}":"', _SID, '",')]
-        ops += [(False, '"media":{', _NONE, ""), *media, (False, "}", _NONE, "")]
-    else:
-        ops += [seq, (False, '"media":{', _NONE, ""), *media, (False, "}", _NONE, "")]
-        ops.append((optional_stream, f',"{cls.stream_key}":"', _SID, '"'))
-    ops.append((False, "}", _NONE, ""))
     # The raw track names that _track() accepts without an error; others go to Python.
     strict = cls.tracks_announced
     tracks = [
@@ -108,9 +91,9 @@ def compile_layout(dialect: TwilioStyleDialect, start: StreamStart) -> Any:
         for raw, track in TRACK_ALIASES.items()
         if set(raw) <= _TRACK_NAME_CHARS and (not strict or track in start.tracks)
     ]
-    default = TRACKS.index("inbound") if track_key is None or not strict else -1
+    default = TRACKS.index("inbound") if cls.media_track_key is None or not strict else -1
     return _wsfast.MediaLayout(
-        [(opt, pre.encode(), kind, post.encode()) for opt, pre, kind, post in ops],
+        [(opt, pre.encode(), kind, post.encode()) for opt, pre, kind, post in layout_pieces(cls)],
         tracks,
         default,
         start.stream_id.encode(),

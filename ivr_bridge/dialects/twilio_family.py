@@ -649,28 +649,60 @@ def media_layout(dialect: TwilioStyleDialect, stream_id: str) -> re.Pattern[str]
 _LAYOUTS: dict[type[TwilioStyleDialect], re.Pattern[str]] = {}  # compiled once per class
 
 
-def _layout(cls: type[TwilioStyleDialect]) -> re.Pattern[str]:
-    seq_key, track_key, timestamp_key = cls.seq_key, cls.media_track_key, cls.timestamp_key
-    keys, stream_key, stream_required = cls.media_layout_keys, cls.stream_key, cls.stream_required
-    stream_first = cls.stream_before_media
-    fields = {
-        "track": f'(?:"{track_key}":"(?P<track>[a-z_]{{1,24}})",)?',
-        "chunk": f'(?:"chunk":{_number("chunk")},)?',
-        "timestamp": f'(?:"{timestamp_key}":{_number("stamp")},)?',
+LayoutPiece = tuple[bool, str, int, str]
+"""(optional, prefix, value, suffix): a piece of a media message's layout; ``value`` is one
+of wsfast's kinds (a counter, the track, the stream id, the payload, or nothing)."""
+
+
+def layout_pieces(cls: type[TwilioStyleDialect]) -> list[LayoutPiece]:
+    """The platform's media message layout as pieces, in order: event, sequence number,
+    media {track, chunk, timestamp, payload}, stream id (in the dialect's
+    ``media_layout_keys`` order and ``stream_before_media`` place). An optional piece is there
+    exactly when its prefix is, which is how a JSON object with distinct keys reads. The
+    regex here and the compiled matcher (wsfast.compile_layout) are both built from these."""
+    track_key, keys = cls.media_track_key, cls.media_layout_keys
+    fields: dict[str, LayoutPiece] = {
+        "track": (True, f'"{track_key}":"', wsfast.TRACK_VALUE, '",'),
+        "chunk": (True, '"chunk":', wsfast.CHUNK_VALUE, ","),
+        "timestamp": (True, f'"{cls.timestamp_key}":', wsfast.STAMP_VALUE, ","),
     }
     if track_key is None or "track" not in keys:
-        fields["track"] = "(?P<track>)"  # no track key: the group is always empty
-        keys = ("track", *(k for k in keys if k != "track"))
-    media = "".join(fields[k] for k in keys) + '"payload":"(?P<payload>[A-Za-z0-9+/]+={0,2})"'
-    stream = f'"{stream_key}":"(?P<sid>[A-Za-z0-9_.:\\-]{{1,128}})"'
-    seq = f'(?:"{seq_key}":{_number("seq")},)?'
-    if stream_first:
-        head = seq + (stream + "," if stream_required else f"(?:{stream},)?")
-        tail = ""
+        keys = tuple(k for k in keys if k != "track")
+    media = [fields[k] for k in keys]
+    media.append((False, '"payload":"', wsfast.PAYLOAD_VALUE, '"'))
+    seq = (True, f'"{cls.seq_key}":', wsfast.SEQ_VALUE, ",")
+    optional_stream = not cls.stream_required
+    pieces: list[LayoutPiece] = [(False, '{"event":"media",', wsfast.NO_VALUE, "")]
+    opening, closing = (False, '"media":{', wsfast.NO_VALUE, ""), (False, "}", wsfast.NO_VALUE, "")
+    if cls.stream_before_media:
+        pieces += [seq, (optional_stream, f'"{cls.stream_key}":"', wsfast.SID_VALUE, '",')]
+        pieces += [opening, *media, closing]
     else:
-        head = seq
-        tail = "," + stream if stream_required else f"(?:,{stream})?"
-    return re.compile('\\{"event":"media",' + head + '"media":\\{' + media + "\\}" + tail + "\\}")
+        pieces += [seq, opening, *media, closing]
+        pieces.append((optional_stream, f',"{cls.stream_key}":"', wsfast.SID_VALUE, '"'))
+    pieces.append(closing)
+    return pieces
+
+
+_VALUE_PATTERNS: Final = {
+    wsfast.NO_VALUE: "",
+    wsfast.SEQ_VALUE: _number("seq"),
+    wsfast.CHUNK_VALUE: _number("chunk"),
+    wsfast.STAMP_VALUE: _number("stamp"),
+    wsfast.TRACK_VALUE: "(?P<track>[a-z_]{1,24})",
+    wsfast.SID_VALUE: "(?P<sid>[A-Za-z0-9_.:\\-]{1,128})",
+    wsfast.PAYLOAD_VALUE: "(?P<payload>[A-Za-z0-9+/]+={0,2})",
+}
+
+
+def _layout(cls: type[TwilioStyleDialect]) -> re.Pattern[str]:
+    parts = []
+    for optional, prefix, value, suffix in layout_pieces(cls):
+        part = re.escape(prefix) + _VALUE_PATTERNS[value] + re.escape(suffix)
+        parts.append(f"(?:{part})?" if optional else part)
+    if "(?P<track>" not in "".join(parts):
+        parts.insert(0, "(?P<track>)")  # no track key: the group is always empty
+    return re.compile("".join(parts))
 
 
 def _swap16(data: bytes) -> bytes:

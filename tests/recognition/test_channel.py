@@ -69,7 +69,7 @@ def assert_accounting(ch: RecognitionChannel) -> None:
     assert acc["samples_received"] == acc["samples_sent_first"] + acc["samples_dropped"]
 
 
-async def test_utterances_become_events_with_call_times() -> None:
+async def test_utterances_become_events_with_call_times(sync_sends: str) -> None:
     rec = FakeRecognizer()
     ch, events = make_channel(rec)
     task = asyncio.create_task(ch.run())
@@ -90,6 +90,12 @@ async def test_utterances_become_events_with_call_times() -> None:
     assert max(audio_msgs) == 800
     assert rec.streams[0].messages[-1] == ("finish", 0)
     assert_accounting(ch)
+    # Every sample once, whoever wrote it: push_audio (a write the stream took at once) or
+    # the sender's task (the writes it refused).
+    stream = rec.streams[0]
+    assert sum(audio_msgs) == ch.ledger.end
+    assert (stream.sync_sent > 0) == (sync_sends != "off")
+    assert (stream.sync_offers > stream.sync_sent) == (sync_sends != "on")
 
 
 async def test_sixty_second_hold_is_bridged_by_keepalive() -> None:
@@ -241,29 +247,6 @@ async def test_drain_timeout_follows_the_injected_clock_and_logs_carry_the_call(
     assert len(timeouts) == 1
     assert all(e["call_id"] == "call-under-test" and e["channel"] == "caller" for e in logs)
     assert finals(events) == []
-
-
-async def test_ready_chunks_go_out_from_push_audio_when_the_stream_takes_them(
-    sync_sends: str,
-) -> None:
-    """The sender parked, a chunk ready: push_audio writes it (no task switch), the same
-    words come out, and a refused write falls back to the sender with nothing lost."""
-    rec = FakeRecognizer()
-    ch, events = make_channel(rec)
-    task = asyncio.create_task(ch.run())
-    await feed(ch, silence_pcm(500) + utterance([1, 2, 3]) + utterance([4, 5]))
-    ch.end_input()
-    await asyncio.wait_for(task, 10)
-    assert finals(events) == ["w1 w2 w3", "w4 w5"]
-    stream = rec.streams[0]
-    audio = sum(n for kind, n in stream.messages if kind == "audio")
-    assert audio == ch.ledger.end  # every sample once, whoever wrote it
-    if sync_sends == "off":
-        assert stream.sync_sent == 0
-    else:
-        assert stream.sync_sent > 0
-        assert stream.sync_offers > stream.sync_sent or sync_sends == "on"
-    assert_accounting(ch)
 
 
 async def test_a_stream_that_stops_answering_is_caught_while_audio_still_flows() -> None:

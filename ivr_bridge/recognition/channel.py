@@ -72,6 +72,16 @@ class _Session:
     receiver: asyncio.Task[None] | None = None
     error: RecognitionError | None = None
     ended: bool = False
+    # The stream's write that finishes at once or refuses (the h2 client), if it has one.
+    try_send: Callable[[bytes], bool] | None = None
+
+
+class _Due(Enum):
+    """What the sender must see to before it writes more (besides a rotation)."""
+
+    ENDED = "ended"  # the stream failed or the server ended it
+    STALLED = "stalled"  # the server stopped answering
+    LOST = "lost"  # the ledger dropped audio the session never got
 
 
 class _Outcome(Enum):
@@ -291,6 +301,7 @@ class RecognitionChannel:
             start=start,
             sent_until=start,
             last_response_at=self._clock.now(),
+            try_send=getattr(stream, "try_send_audio", None),
         )
         self._cursor = start
         self._sessions.append(session)
@@ -350,22 +361,22 @@ class RecognitionChannel:
         while True:
             now = self._clock.now()
             self._pumped_at = now
-            if session.error is not None or session.ended:
+            due = self._due(session, now)
+            if due is _Due.ENDED:
                 if session.error is None:
                     session.error = RecognitionUnavailable("UNAVAILABLE", "server ended the stream")
                 return _Outcome.FAILED
-            if stalled(self._policy, now, session.last_response_at, session.oldest_unanswered):
+            if due is _Due.STALLED:
                 self.stats.stalls += 1
                 session.error = RecognitionUnavailable("DEADLINE_EXCEEDED", "stream stalled")
                 return _Outcome.FAILED
-            rotation = self._rotation(session)
-            if rotation is not Rotation.NONE:
+            if isinstance(due, Rotation):
                 self.stats.rotations += 1
-                if rotation is Rotation.FORCED:
+                if due is Rotation.FORCED:
                     self.stats.forced_rotations += 1
-                self._log.info("session_rotation", session=session.index, kind=rotation.value)
+                self._log.info("session_rotation", session=session.index, kind=due.value)
                 return _Outcome.ROTATE
-            if self._cursor < self.ledger.base:
+            if due is _Due.LOST:
                 self._publish(self._transcript.audio_lost(self._cursor, self.ledger.base))
                 self._cursor = self.ledger.base
             piece = self.ledger.read(self._cursor, self._chunk, self._max_silence)
@@ -381,6 +392,20 @@ class RecognitionChannel:
                 await self._wake.wait()
             finally:
                 self._parked = None
+
+    def _due(self, session: _Session, now: float) -> _Due | Rotation | None:
+        """What the sender must do before writing more, in the order it must: None when
+        only writing is due. The one list of checks for the pump and ``_send_parked``."""
+        if session.error is not None or session.ended:
+            return _Due.ENDED
+        if stalled(self._policy, now, session.last_response_at, session.oldest_unanswered):
+            return _Due.STALLED
+        rotation = self._rotation(session)
+        if rotation is not Rotation.NONE:
+            return rotation
+        if self._cursor < self.ledger.base:
+            return _Due.LOST
+        return None
 
     def _rotation(self, session: _Session) -> Rotation:
         rotation = rotation_needed(
@@ -401,25 +426,16 @@ class RecognitionChannel:
         without waiting. True: done, no need to wake the pump; False: the pump's turn (what
         was sent stays sent)."""
         session = self._parked
-        if session is None or self._input_ended:
-            return False
-        try_send = getattr(session.stream, "try_send_audio", None)
-        if try_send is None:
+        if session is None or session.try_send is None or self._input_ended:
             return False
         while True:
             now = self._clock.now()
-            if (
-                session.error is not None
-                or session.ended
-                or stalled(self._policy, now, session.last_response_at, session.oldest_unanswered)
-                or self._rotation(session) is not Rotation.NONE
-                or self._cursor < self.ledger.base
-            ):
+            if self._due(session, now) is not None:
                 return False
             piece = self.ledger.read(self._cursor, self._chunk, self._max_silence)
             if piece is None or not self._ready(piece):
                 return True
-            if piece.pcm is None or not try_send(piece.pcm):
+            if piece.pcm is None or not session.try_send(piece.pcm):
                 return False
             self._pumped_at = now
             session.audio_bytes += len(piece.pcm)

@@ -325,8 +325,7 @@ class MediaConnection(ServerConnection):
                 # Bigger than 64 KiB: never a media frame. websockets takes over the stream
                 # (and refuses it as too big, or assembles it).
                 self._fast = False
-                super().data_received(bytes(data[pos:]))
-                return end
+                return self._hand_over(data, pos)
             if b1 & 0x80:
                 header += 4
             size = header + length
@@ -358,20 +357,14 @@ class MediaConnection(ServerConnection):
                 pos += size
                 if protocol.state is not State.OPEN:
                     # Closing or failed: websockets discards or answers the rest.
-                    rest = bytes(data[pos:])
-                    if rest:
-                        super().data_received(rest)
-                    return end
+                    return self._hand_over(data, pos)
                 continue
             pos += size
             self.fast_frames += 1
             self._deliver(message)
             if not self._media:
                 # Detached by the consumer: websockets parses the rest for recv().
-                rest = bytes(data[pos:])
-                if rest:
-                    super().data_received(rest)
-                return end
+                return self._hand_over(data, pos)
         return pos
 
     def connection_lost(self, exc: Exception | None) -> None:

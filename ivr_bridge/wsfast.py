@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -65,14 +66,14 @@ _wsfast: Any = _load()
 AVAILABLE: Final = _wsfast is not None
 
 
-def scan(data: bytes | bytearray, pos: int, limit: int, allow_data: bool, layout: Any) -> Any:
-    """See the module docstring (only when AVAILABLE)."""
-    assert _wsfast is not None
-    return _wsfast.scan(data, pos, limit, allow_data, layout)
+def _not_built(*args: Any) -> Any:
+    raise RuntimeError("ivr_bridge._wsfast is not built (see AVAILABLE)")
 
 
-if _wsfast is not None:
-    scan = _wsfast.scan
+# The C function itself when built (no Python frame per call); see the module docstring.
+scan: Callable[[bytes | bytearray, int, int, bool, Any], Any] = (
+    _wsfast.scan if _wsfast is not None else _not_built
+)
 
 
 def compile_layout(dialect: TwilioStyleDialect, start: StreamStart) -> Any:

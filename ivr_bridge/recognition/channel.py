@@ -36,6 +36,7 @@ from ivr_bridge.recognition.policy import (
     rotation_needed,
     stalled,
 )
+from ivr_bridge.ticker import ticker
 
 EmitFn = Callable[[EventPayload, int], None]
 """emit(payload, call_ms): hands a typed event to the call for sequencing and sinks."""
@@ -215,23 +216,17 @@ class RecognitionChannel:
         # Tasks started below inherit the context: every log line of this channel, the
         # recognizer client's included, carries the channel (and the call_id bound by the call).
         with structlog.contextvars.bound_contextvars(channel=self.name):
-            keepalive = asyncio.create_task(self._keepalive_loop(), name=f"keepalive-{self.name}")
-            ticker = asyncio.create_task(self._tick_loop(), name=f"tick-{self.name}")
+            untick = ticker(self._clock, _POLL_S).subscribe(self._tick)
             try:
                 await self._main()
                 self._publish(self._transcript.flush_gap())
                 await self._wait_drains()
             finally:
-                keepalive.cancel()
-                ticker.cancel()
+                untick()
                 for task in list(self._drains):
                     task.cancel()
                 for session in list(self._sessions):
                     await self._discard(session)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keepalive
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
 
     async def _main(self) -> None:
         start = 0
@@ -428,11 +423,14 @@ class RecognitionChannel:
         session = self._parked
         if session is None or session.try_send is None or self._input_ended:
             return False
-        while True:
+        ledger = self.ledger
+        # Only whole chunks go from here: anything else that could be ready (silence, audio
+        # before silence) was inserted with a wake-up, so the pump sees to it anyway.
+        while ledger.end - self._cursor >= self._chunk:
             now = self._clock.now()
             if self._due(session, now) is not None:
                 return False
-            piece = self.ledger.read(self._cursor, self._chunk, self._max_silence)
+            piece = ledger.read(self._cursor, self._chunk, self._max_silence)
             if piece is None or not self._ready(piece):
                 return True
             if piece.pcm is None or not session.try_send(piece.pcm):
@@ -440,6 +438,7 @@ class RecognitionChannel:
             self._pumped_at = now
             session.audio_bytes += len(piece.pcm)
             self._sent(session, piece)
+        return True
 
     def _quiet_since_final(self, session: _Session) -> bool:
         """Nothing but silence went out after the last final (so no word is in flight)."""
@@ -537,23 +536,18 @@ class RecognitionChannel:
             self._sessions.remove(session)
             self._publish(self._transcript.session_drained(session.index))
 
-    async def _keepalive_loop(self) -> None:
-        while not self._input_ended:
-            now = self._clock.now()
-            inserted = self._keepalive.due(now)
-            if inserted:
-                self._insert_silence(inserted)
-                self._wake.set()
-            await self._clock.sleep(max(0.02, self._keepalive.next_check_in(self._clock.now())))
-
-    async def _tick_loop(self) -> None:
-        """One timer per channel (not one per frame): stall and rotation checks run at least
-        every ``_POLL_S`` even when no chunk is ready."""
-        while True:
-            await self._clock.sleep(_POLL_S)
-            # While chunks keep the sender busy its checks already ran: no extra wake-up.
-            if self._clock.now() - self._pumped_at >= _POLL_S:
-                self._wake.set()
+    def _tick(self) -> None:
+        """The shared ticker's call, every ``_POLL_S``: keepalive silence when the PBX is
+        quiet, and a wake-up so the sender runs its stall and rotation checks even when no
+        chunk is ready."""
+        now = self._clock.now()
+        inserted = 0 if self._input_ended else self._keepalive.due(now)
+        if inserted:
+            self._insert_silence(inserted)
+            self._wake.set()
+        # While chunks keep the sender busy its checks already ran: no extra wake-up.
+        elif now - self._pumped_at >= _POLL_S:
+            self._wake.set()
 
     def _insert_silence(self, ms: int) -> None:
         self.ledger.append_silence(self.ledger.samples(ms))

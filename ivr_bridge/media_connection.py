@@ -94,6 +94,7 @@ class MediaConnection(ServerConnection):
         self._hint: ReadHint | None = None
         self._low_water = 1  # the socket's SO_RCVLOWAT as last set
         self._low_water_timer: Any = None
+        self._low_water_due = 0.0  # loop time by which the raised mark must fall back
         self._socket: Any = None  # the transport's socket, for SO_RCVLOWAT (read batching)
         self._runs: MediaRuns | None = None
         self._layout: Any = None  # the runs' media layout, once there is one
@@ -222,9 +223,22 @@ class MediaConnection(ServerConnection):
             return
         nbytes, due_s = hint
         self._set_low_water(nbytes)
-        if self._low_water_timer is not None:
-            self._low_water_timer.cancel()
-        self._low_water_timer = self.loop.call_later(due_s, self._wake_for_every_byte)
+        # One timer that moves lazily: a read pushes the deadline on and the timer, when
+        # it fires early, re-arms for it (a timer per read instead of two and a cancel).
+        due = self.loop.time() + due_s
+        self._low_water_due = due
+        timer = self._low_water_timer
+        if timer is None or timer.when() > due:
+            if timer is not None:
+                timer.cancel()
+            self._low_water_timer = self.loop.call_at(due, self._low_water_expired)
+
+    def _low_water_expired(self) -> None:
+        self._low_water_timer = None
+        if self.loop.time() < self._low_water_due:
+            self._low_water_timer = self.loop.call_at(self._low_water_due, self._low_water_expired)
+            return
+        self._wake_for_every_byte()
 
     def _wake_for_every_byte(self) -> None:
         if self._low_water_timer is not None:

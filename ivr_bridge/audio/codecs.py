@@ -30,7 +30,7 @@ def _check_pcm16(pcm: bytes) -> None:
 # ---- G.711 -------------------------------------------------------------------------------
 
 
-def ulaw_to_pcm16(data: bytes) -> bytes:
+def ulaw_to_pcm16(data: bytes | bytearray) -> bytes:
     """Decode G.711 mu-law (one byte per sample) to PCM16."""
     out: bytes = _audioop.ulaw2lin(data, PCM16_WIDTH)
     return out

@@ -71,12 +71,11 @@ class H2StreamCall:
     def __init__(self, call: H2Call, parse: Callable[[bytes], Any]) -> None:
         self._call = call
         self._parse = parse
+        # A serialized message written now, or refused (False): the call's own, unwrapped.
+        self.try_write_serialized: Callable[[bytes], bool] = call.try_write
 
     async def write(self, request: Any) -> None:
         await self._call.write(request.SerializeToString())
-
-    def try_write(self, request: Any) -> bool:
-        return self._call.try_write(request.SerializeToString())
 
     async def done_writing(self) -> None:
         await self._call.done_writing()
@@ -113,6 +112,11 @@ class GrpcStream:
     def __init__(self, call: Any) -> None:
         self._call = call
         self._closed_writing = False
+        # The transport's write that finishes now or refuses, for serialized messages (the
+        # h2 client has one; grpc.aio does not).
+        self._try_serialized: Callable[[bytes], bool] | None = getattr(
+            call, "try_write_serialized", None
+        )
 
     async def _write(self, request: Any) -> None:
         try:
@@ -124,11 +128,11 @@ class GrpcStream:
             # its real status surfaces when the responses are read.
             raise RecognitionUnavailable("CANCELLED", "stream closed") from exc
 
-    def _try_write(self, request: Any) -> bool:
-        """Write now if the transport can without waiting (the h2 client); False: nothing
-        was sent, use ``_write``."""
-        try_write = getattr(self._call, "try_write", None)
-        return not self._closed_writing and try_write is not None and bool(try_write(request))
+    def _try_write_serialized(self, message: bytes) -> bool:
+        """Write a serialized message now if the transport can without waiting (the h2
+        client); False: nothing was sent, use ``_write``."""
+        try_write = self._try_serialized
+        return try_write is not None and not self._closed_writing and try_write(message)
 
     async def finish(self) -> None:
         """Half-close: no more audio; the server flushes its last results and ends."""

@@ -291,6 +291,7 @@ _FRAME_HEADER = 9
 _DATA = 0x0
 _WINDOW_UPDATE = 0x8
 _MAX_WINDOW = 2**31 - 1  # RFC 9113 6.9.1
+_WindowUpdated = h2.events.WindowUpdated
 # Stream states in which h2 takes a WINDOW_UPDATE as a plain credit (window_updated).
 _CREDITABLE = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL)
 # Stream states in which h2 takes DATA (without END_STREAM) as a plain DataReceived.
@@ -320,28 +321,32 @@ class _GracefulConnection(h2.connection.H2Connection):
         end_stream: bool = False,
         pad_length: int | None = None,
     ) -> None:
-        """h2's, except that a plain DATA frame (no end, no padding) on an open stream with
-        the window for it is framed here: h2's checks and window arithmetic without its
-        generic frame objects, the cost of every audio write."""
+        """h2's, except that a plain DATA frame takes the short path (``try_send_data``)."""
+        if end_stream or pad_length is not None or not self.try_send_data(stream_id, data):
+            super().send_data(stream_id, data, end_stream, pad_length)
+
+    def try_send_data(self, stream_id: int, data: bytes | memoryview) -> bool:
+        """Queue ``data`` as one DATA frame (no end, no padding) if the stream is open and
+        the frame size and both windows take it: h2's checks and window arithmetic without
+        its generic frame objects, the cost of every audio write. False, with nothing
+        queued, when any of that does not hold."""
         size = len(data)
         stream = self.streams.get(stream_id)
         if (
-            end_stream
-            or pad_length is not None
-            or stream is None
+            stream is None
             or not 0 < size <= self.max_outbound_frame_size
             or size > self.outbound_flow_control_window
             or size > stream.outbound_flow_control_window
             or self.state_machine.state is not h2.connection.ConnectionState.CLIENT_OPEN
             or stream.state_machine.state not in _SENDABLE
         ):
-            super().send_data(stream_id, data, end_stream, pad_length)
-            return
+            return False
         self.outbound_flow_control_window -= size
         stream.outbound_flow_control_window -= size
         header = size.to_bytes(3, "big") + b"\x00\x00" + stream_id.to_bytes(4, "big")
         self._data_to_send += header
         self._data_to_send += data
+        return True
 
     def receive_data(self, data: bytes) -> list[h2.events.Event]:  # type: ignore[override]
         """h2's, except that plain WINDOW_UPDATE and DATA frames are taken here.
@@ -553,15 +558,9 @@ class H2Connection(asyncio.Protocol):
         """Send all of ``data`` if windows and the socket allow it now; False otherwise."""
         if self._paused or self.closed is not None:
             return False
-        sid = call.stream_id
-        h2c = self._h2
-        if len(data) > h2c.max_outbound_frame_size:
-            return False
-        try:
-            if h2c.local_flow_control_window(sid) < len(data):
-                return False
-            h2c.send_data(sid, data)
-        except h2.exceptions.H2Error:
+        # One frame within the windows on an open stream, or nothing (send_blocking then
+        # waits for credit, or h2 itself says what is wrong).
+        if not self._h2.try_send_data(call.stream_id, data):
             return False
         self._flush()
         return True
@@ -672,8 +671,14 @@ class H2Connection(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.close()
             return
+        credited = False
         for event in events:
-            self._handle(event)
+            if type(event) is _WindowUpdated:  # most frames: credit for audio sent
+                credited = True
+            else:
+                self._handle(event)
+        if credited:
+            self._wake_blocked()
         self._flush()
 
     def _greeting_is_settings(self, data: bytes) -> bool:
@@ -695,9 +700,9 @@ class H2Connection(asyncio.Protocol):
                     self._h2.acknowledge_received_data(
                         event.flow_controlled_length, event.stream_id
                     )
-        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+        elif isinstance(event, h2.events.RemoteSettingsChanged):  # (WindowUpdated: above)
             self._wake_blocked()
-            if isinstance(event, h2.events.RemoteSettingsChanged) and not self.ready.done():
+            if not self.ready.done():
                 self.ready.set_result(None)
         elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
             call = self.calls.get(event.stream_id)

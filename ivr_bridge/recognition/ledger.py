@@ -41,8 +41,9 @@ class _Block:
     def pcm16(self, lo: int, hi: int) -> bytes:
         """Samples [lo, hi) of this block (block-relative) as PCM16."""
         assert self.pcm is not None
-        raw = bytes(self.pcm[lo * self.width : hi * self.width])
-        return ulaw_to_pcm16(raw) if self.ulaw else raw
+        if self.ulaw:
+            return ulaw_to_pcm16(self.pcm[lo:hi])
+        return bytes(self.pcm[lo * BYTES_PER_SAMPLE : hi * BYTES_PER_SAMPLE])
 
     @property
     def end(self) -> int:
@@ -195,6 +196,11 @@ class AudioLedger:
         if block.pcm is None:
             length = min(block.end - start, max_silence_samples)
             return Piece(start, length, None)
+        take = min(block.end - start, max_audio_samples)
+        if take == max_audio_samples or idx + 1 == len(self._blocks):
+            # All in one block (blocks hold whole seconds: the usual chunk): no joining.
+            lo = start - block.start
+            return Piece(start, take, block.pcm16(lo, lo + take))
         out = bytearray()
         pos = start
         while idx < len(self._blocks) and pos - start < max_audio_samples:

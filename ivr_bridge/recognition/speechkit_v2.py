@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 import structlog
@@ -47,6 +47,7 @@ from ivr_bridge.recognition.grpc_transport import (
     SpeechKitClient,
     raise_mapped,
 )
+from ivr_bridge.recognition.pbwire import bytes_header
 
 if TYPE_CHECKING:
     from ivr_bridge.recognition.credentials import Credentials
@@ -57,6 +58,10 @@ LIVENESS_S = 2.0  # the v3 server's status_code interval; v2 sends none
 QUIET_RMS = 300  # audio below this is silence: a v2 server answers it with nothing
 FRAME_MS = 10  # keepalive zeros keep the session's audio in whole frames
 SILENCE_PIECE_MS = 1000  # keepalive zeros go out in pieces of at most this much audio
+# StreamingRecognitionRequest.audio_content: the field the hand-framed audio request uses.
+_AUDIO_CONTENT: Final = pb.StreamingRecognitionRequest.DESCRIPTOR.fields_by_name[
+    "audio_content"
+].number
 
 
 def recognition_config(
@@ -172,7 +177,7 @@ class SpeechKitV2Stream(GrpcStream):
 
     def try_send_audio(self, pcm: bytes) -> bool:
         """``send_audio`` if it can finish now; False (nothing sent) otherwise."""
-        if not self._try_write(pb.StreamingRecognitionRequest(audio_content=pcm)):
+        if not self._try_write_serialized(bytes_header(_AUDIO_CONTENT, len(pcm)) + pcm):
             return False
         self.cursors.on_sent(pcm)
         return True

@@ -8,6 +8,7 @@ shares with the other SpeechKit clients are in ``grpc_transport.py``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Final
 
 from ivr_bridge._proto import stt_v3_pb2 as pb
 from ivr_bridge.model import (
@@ -28,6 +29,11 @@ from ivr_bridge.recognition.grpc_transport import (
     SpeechKitClient,
     raise_mapped,
 )
+from ivr_bridge.recognition.pbwire import nested_header
+
+# StreamingRequest.chunk.data: the field numbers the hand-framed audio request uses.
+_CHUNK: Final = pb.StreamingRequest.DESCRIPTOR.fields_by_name["chunk"].number
+_CHUNK_DATA: Final = pb.AudioChunk.DESCRIPTOR.fields_by_name["data"].number
 
 
 def session_options(config: SessionConfig) -> pb.StreamingRequest:
@@ -123,7 +129,7 @@ class SpeechKitV3Stream(GrpcStream):
 
     def try_send_audio(self, pcm: bytes) -> bool:
         """``send_audio`` if it can finish now; False (nothing sent) otherwise."""
-        return self._try_write(pb.StreamingRequest(chunk=pb.AudioChunk(data=pcm)))
+        return self._try_write_serialized(nested_header(_CHUNK, _CHUNK_DATA, len(pcm)) + pcm)
 
     async def send_silence(self, duration_ms: int) -> None:
         await self._write(

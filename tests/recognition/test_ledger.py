@@ -213,3 +213,64 @@ def test_wire_ulaw_of_the_wrong_length_is_ignored() -> None:
     led.append_audio(pcm(160, 1000), b"\xff" * 10)
     piece = led.read(0, 160, 8000)
     assert piece is not None and piece.pcm == pcm(160, 1000)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("ulaw"), st.integers(1, 3000)),
+            st.tuples(st.just("pcm"), st.integers(1, 3000)),
+            st.tuples(st.just("silence"), st.integers(1, 3000)),
+        ),
+        min_size=1,
+        max_size=14,
+    ),
+    st.lists(st.tuples(st.integers(0, 20000), st.integers(1, 9000)), min_size=1, max_size=8),
+)
+@settings(max_examples=150, deadline=None)
+def test_reads_match_the_timeline_across_blocks(
+    ops: list[tuple[str, int]], reads: list[tuple[int, int]]
+) -> None:
+    """Any read is the timeline's samples from its start: the run of audio up to the limit
+    (across mu-law and PCM16 blocks, and the 8000-sample block size), or one silence run."""
+    led = AudioLedger(8000, 60)
+    timeline: list[int | None] = []  # each sample's PCM16 value, None for inserted silence
+    for i, (kind, n) in enumerate(ops):
+        if kind == "silence":
+            led.append_silence(n)
+            timeline += [None] * n
+            continue
+        if kind == "ulaw":
+            wire = bytes((i * 37 + k * 11) & 0xFF for k in range(n))
+            audio = ulaw_to_pcm16(wire)
+            led.append_audio(audio, wire)
+        else:  # values mu-law cannot hold exactly: kept as PCM16
+            audio = b"".join(
+                (1 + (k % 7) * 3 + i).to_bytes(2, "little", signed=True) for k in range(n)
+            )
+            led.append_audio(audio)
+        timeline += [
+            int.from_bytes(audio[k : k + 2], "little", signed=True) for k in range(0, 2 * n, 2)
+        ]
+    for start, limit in reads:
+        piece = led.read(start, limit, limit)
+        if start >= len(timeline):
+            assert piece is None
+            continue
+        assert piece is not None and piece.start == start
+        if timeline[start] is None:
+            run = 0
+            while start + run < len(timeline) and timeline[start + run] is None and run < limit:
+                run += 1
+            assert piece.pcm is None and piece.length == run
+            continue
+        want: list[int] = []
+        pos = start
+        while pos < len(timeline) and len(want) < limit:
+            value = timeline[pos]
+            if value is None:
+                break
+            want.append(value)
+            pos += 1
+        assert piece.length == len(want)
+        assert piece.pcm == b"".join(v.to_bytes(2, "little", signed=True) for v in want)

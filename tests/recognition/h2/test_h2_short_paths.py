@@ -261,3 +261,30 @@ def test_data_past_the_streams_window_is_refused_as_h2_refuses_it() -> None:
         outcomes.append(feed(conn, [data_frame(1, 16384, 0)] * 4))
     assert outcomes[0] == outcomes[1]
     assert ("error", "FlowControlError") in outcomes[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps)
+@example([("recv", window_update(0, 100000)), *[send(1, 16384, False)] * 5])
+@example([("recv", rst(1)), send(1, 10, False), send(3, 10, False)])
+def test_try_send_data_sends_as_h2_would_or_leaves_everything_as_it_was(plan: list[Any]) -> None:
+    """The synchronous write (H2Connection.send_now) takes the short path or nothing: when it
+    sends, h2 would have sent the same; when it refuses, no window, state or byte moved."""
+    ours = connection(_GracefulConnection)
+    assert isinstance(ours, _GracefulConnection)
+    theirs = connection(h2.connection.H2Connection)
+    for step in plan:
+        if step[0] == "recv":
+            outcomes = [feed(conn, [step[1]]) for conn in (ours, theirs)]
+            assert outcomes[0] == outcomes[1]
+            if any(isinstance(o, tuple) and o[0] == "error" for o in outcomes[0]):
+                break
+            continue
+        _, sid, size, _ = step
+        before, pending = snapshot(ours), bytes(ours._data_to_send)
+        if ours.try_send_data(sid, b"x" * size):
+            theirs.send_data(sid, b"x" * size)  # raises if h2 would not have sent it
+        else:
+            assert (snapshot(ours), bytes(ours._data_to_send)) == (before, pending)
+        assert snapshot(ours) == snapshot(theirs)
+    assert ours.data_to_send() == theirs.data_to_send()

@@ -8,9 +8,9 @@ ivr_bridge/events/types.py).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
@@ -189,40 +189,70 @@ RecognitionUpdate = PartialResult | FinalResult | EndOfUtterance | FinalRefineme
 # ---- what the dialog logic receives --------------------------------------------------------
 
 
-class _RandomPool:
-    """os.urandom read 4 KiB at a time: one getrandom() per 256 event ids, not per id.
-    Emptied in a forked child, so worker processes never share ids."""
+class _UuidPool:
+    """Random version-4 UUIDs as hex, made 256 at a time from one os.urandom call (one
+    getrandom() and one hex conversion per 256 event ids, not per id). Emptied in a forked
+    child, so worker processes never share ids."""
+
+    _BATCH = 256
 
     def __init__(self) -> None:
-        self._data = b""
+        self._hex = ""
         self._pos = 0
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:
-        self._data, self._pos = b"", 0
+        self._hex, self._pos = "", 0
 
-    def take16(self) -> bytes:
-        if self._pos + 16 > len(self._data):
-            self._data, self._pos = os.urandom(4096), 0
+    def _refill(self) -> None:
+        raw = bytearray(os.urandom(16 * self._BATCH))
+        # RFC 9562: version 4 in the high nibble of byte 6, variant 10 in the top of byte 8.
+        raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])
+        raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])
+        self._hex, self._pos = raw.hex(), 0
+
+    def take_hex(self) -> str:
+        if self._pos >= len(self._hex):
+            self._refill()
         pos = self._pos
-        self._pos = pos + 16
-        return self._data[pos : pos + 16]
+        self._pos = pos + 32
+        return self._hex[pos : pos + 32]
 
 
-_POOL: Final = _RandomPool()
+_POOL: Final = _UuidPool()
 
 
 def new_event_id() -> str:
     """``evt_`` and a random (version 4) UUID's hex."""
-    return "evt_" + uuid.UUID(bytes=_POOL.take16(), version=4).hex
+    return "evt_" + _POOL.take_hex()
 
 
-def iso_utc(epoch_seconds: float) -> str:
+def _iso_utc_slow(epoch_seconds: float) -> str:
     return (
         datetime.fromtimestamp(epoch_seconds, tz=UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _second_text(whole: int) -> str:
+    """A whole epoch second as date and time of day, formatted once per second."""
+    return datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    """``2026-11-30T12:00:00.123Z``: exactly what datetime gives (microseconds rounded
+    half to even, then truncated to ms), with the date and time of day formatted once per
+    second rather than per event."""
+    if not 0 <= epoch_seconds < 253402300799:  # before 1970 or after 9999: datetime's way
+        return _iso_utc_slow(epoch_seconds)
+    whole = int(epoch_seconds)
+    micros = round((epoch_seconds - whole) * 1_000_000)
+    if micros >= 1_000_000:
+        whole += 1
+        micros -= 1_000_000
+    return f"{_second_text(whole)}.{micros // 1000:03d}Z"
 
 
 _PLAIN: Final = frozenset({str, int, float, bool, type(None)})  # JSON as they are

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from ivr_bridge.dialects.base import DialectSettings
 from ivr_bridge.errors import ConfigError
+from ivr_bridge.recognition.policy import CHECK_INTERVAL_S, SPEECHKIT_IDLE_LIMIT_MS
 
 ENV_PREFIX = "IVR_BRIDGE_"
 
@@ -411,6 +412,7 @@ def validate(s: Settings) -> None:
     _check(0 <= s.embedded.port <= 65535, "embedded.port", "must be 0..65535")
     _check(bool(s.embedded.engine.strip()), "embedded.engine", "must not be empty")
     _validate_session(s.session)
+    _validate_quiet_gap(s)
     _validate_events(s.events)
     _validate_dialog(s.dialog)
     _check(
@@ -421,6 +423,21 @@ def validate(s: Settings) -> None:
     _check(s.logging.format in {"console", "json"}, "logging.format", "expected console or json")
     _validate_recording(s)
     _check_dialects(s)
+
+
+def _validate_quiet_gap(s: Settings) -> None:
+    """When the PBX goes quiet the longest wait between two messages to SpeechKit is the
+    rest of a chunk, then keepalive_after_ms, then up to one check interval: it must stay
+    clear of SpeechKit's 5 s limit (with a 250 ms margin for the network)."""
+    if not s.session.keepalive:
+        return
+    limit = SPEECHKIT_IDLE_LIMIT_MS - 250 - round(CHECK_INTERVAL_S * 1000) - s.speechkit.chunk_ms
+    _check(
+        s.session.keepalive_after_ms <= limit,
+        "session.keepalive_after_ms",
+        f"must be at most {limit} with speechkit.chunk_ms = {s.speechkit.chunk_ms} "
+        "(SpeechKit drops a session after 5 s without a message)",
+    )
 
 
 def _validate_recording(s: Settings) -> None:

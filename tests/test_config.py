@@ -264,3 +264,26 @@ def test_edges_that_are_allowed() -> None:
     assert s.server.max_calls == 1 and s.session.backoff_max_s == 2
     local = load_settings(None, env={"IVR_BRIDGE_SPEECHKIT_TOKEN_URL": "http://127.0.0.1:9/t"})
     assert local.speechkit.token_url.startswith("http://127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("chunk_ms", "after_ms", "ok"),
+    [(200, 4000, True), (1000, 3500, True), (1000, 3600, False), (1000, 4000, False)],
+)
+def test_keepalive_leaves_room_for_the_chunk_and_the_check_interval(
+    tmp_path: Path, chunk_ms: int, after_ms: int, ok: bool
+) -> None:
+    """Quiet PBX: the rest of a chunk, then keepalive_after_ms, then up to one 250 ms check,
+    and SpeechKit drops a session at 5 s: the sum must stay clear of it."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f"[speechkit]\nchunk_ms = {chunk_ms}\n"
+        f"[session]\nkeepalive_after_ms = {after_ms}\nkeepalive_interval_ms = 500\n"
+    )
+    if ok:
+        assert load_settings(cfg, env={}).session.keepalive_after_ms == after_ms
+    else:
+        with pytest.raises(ConfigError) as info:
+            load_settings(cfg, env={})
+        assert info.value.key == "session.keepalive_after_ms"
+        assert "chunk_ms" in str(info.value)

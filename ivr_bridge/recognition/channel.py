@@ -27,6 +27,7 @@ from ivr_bridge.recognition.assembler import AudioGap, TranscriptAssembler, Tran
 from ivr_bridge.recognition.base import RecognitionStream, Recognizer, SessionConfig
 from ivr_bridge.recognition.ledger import AudioLedger, Piece
 from ivr_bridge.recognition.policy import (
+    CHECK_INTERVAL_S,
     GiveUp,
     KeepalivePolicy,
     PolicyConfig,
@@ -42,7 +43,6 @@ EmitFn = Callable[[EventPayload, int], None]
 """emit(payload, call_ms): hands a typed event to the call for sequencing and sinks."""
 
 _MAX_SILENCE_MESSAGE_MS = 1000
-_POLL_S = 0.25  # clock seconds: the sender re-checks stalls and rotation at least this often
 _QUIET_RMS = 300  # 20 ms RMS below this counts as a pause (line noise is far below it)
 
 
@@ -216,7 +216,7 @@ class RecognitionChannel:
         # Tasks started below inherit the context: every log line of this channel, the
         # recognizer client's included, carries the channel (and the call_id bound by the call).
         with structlog.contextvars.bound_contextvars(channel=self.name):
-            untick = ticker(self._clock, _POLL_S).subscribe(self._tick)
+            untick = ticker(self._clock, CHECK_INTERVAL_S).subscribe(self._tick)
             try:
                 await self._main()
                 self._publish(self._transcript.flush_gap())
@@ -537,7 +537,7 @@ class RecognitionChannel:
             self._publish(self._transcript.session_drained(session.index))
 
     def _tick(self) -> None:
-        """The shared ticker's call, every ``_POLL_S``: keepalive silence when the PBX is
+        """The shared ticker's call, every ``CHECK_INTERVAL_S``: keepalive silence when the PBX is
         quiet, and a wake-up so the sender runs its stall and rotation checks even when no
         chunk is ready."""
         now = self._clock.now()
@@ -546,7 +546,7 @@ class RecognitionChannel:
             self._insert_silence(inserted)
             self._wake.set()
         # While chunks keep the sender busy its checks already ran: no extra wake-up.
-        elif now - self._pumped_at >= _POLL_S:
+        elif now - self._pumped_at >= CHECK_INTERVAL_S:
             self._wake.set()
 
     def _insert_silence(self, ms: int) -> None:

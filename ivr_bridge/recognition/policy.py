@@ -12,6 +12,12 @@ from enum import Enum
 
 from ivr_bridge.backoff import backoff_delay
 
+# Clock seconds between a channel's periodic checks (keepalive silence due? stalled? rotation
+# due?) when no chunk has run them; keepalive silence starts up to this much late.
+CHECK_INTERVAL_S = 0.25
+# SpeechKit drops a streaming session when this long passes between two messages.
+SPEECHKIT_IDLE_LIMIT_MS = 5000
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:

@@ -386,6 +386,21 @@ class _GracefulConnection(h2.connection.H2Connection):
             events += super().receive_data(data[start:])
         return events
 
+    def check_frame_sizes(self) -> None:
+        """Raise FrameTooLargeError now, with the GOAWAY h2 would send, when a frame header
+        already here announces more than our SETTINGS_MAX_FRAME_SIZE (RFC 9113 section
+        4.2). h2 raises only once the whole frame has come: a peer gone wrong (or not
+        speaking HTTP/2 any more) that announces megabytes would hold the connection until
+        the keepalive PING timed out. Call it after handling what receive_data returned."""
+        pending = self.incoming_buffer._data
+        if len(pending) >= _FRAME_HEADER:
+            length = int.from_bytes(pending[:3], "big")
+            if length > self.max_inbound_frame_size:
+                self._terminate_connection(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+                raise h2.exceptions.FrameTooLargeError(
+                    f"Received overlong frame: length {length}, max {self.max_inbound_frame_size}"
+                )
+
     def _plain(self) -> bool:
         """Whether the next frame may skip h2: an open connection, no frame or header block
         half read."""
@@ -663,13 +678,7 @@ class H2Connection(asyncio.Protocol):
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            log.warning("h2_protocol_error", error=type(exc).__name__)
-            self._fail(RpcError("INTERNAL", f"HTTP/2 protocol error: {type(exc).__name__}"))
-            with contextlib.suppress(h2.exceptions.H2Error):
-                self._h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            self._write_out()
-            if self._transport is not None:
-                self._transport.close()
+            self._protocol_error(exc)
             return
         credited = False
         for event in events:
@@ -679,7 +688,23 @@ class H2Connection(asyncio.Protocol):
                 self._handle(event)
         if credited:
             self._wake_blocked()
+        try:
+            self._h2.check_frame_sizes()
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)
+            return
         self._flush()
+
+    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+        """The server broke HTTP/2: every call fails, GOAWAY (if h2 has not queued one),
+        and the connection closes."""
+        log.warning("h2_protocol_error", error=type(exc).__name__)
+        self._fail(RpcError("INTERNAL", f"HTTP/2 protocol error: {type(exc).__name__}"))
+        with contextlib.suppress(h2.exceptions.H2Error):
+            self._h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        self._write_out()
+        if self._transport is not None:
+            self._transport.close()
 
     def _greeting_is_settings(self, data: bytes) -> bool:
         """Whether the server's first frame is SETTINGS, as HTTP/2 requires (RFC 9113 3.4).

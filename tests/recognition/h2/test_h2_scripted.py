@@ -458,6 +458,10 @@ GARBAGE = {
     "hpack_nonsense": b"\x00\x00\x04\x01\x04\x00\x00\x00\x01\xde\xad\xbe\xef",
     "frame_over_max_size": b"\x00\x4e\x20\x00\x00\x00\x00\x00\x01" + bytes(20_000),
     "goaway_on_a_stream": b"\x00\x00\x08\x07\x00\x00\x00\x00\x01" + bytes(8),
+    # A header announcing megabytes and nothing after it: refused at once, not when (never)
+    # the rest arrives. Text where frames should be reads as such a header ("HTT": 4.7 MB).
+    "header_of_an_overlong_frame_alone": b"\xff\xff\xff\x00\x00\x00\x00\x00\x01",
+    "http1_text_mid_connection": b"HTTP/1.1 400 Bad Request\r\n\r\n",
 }
 
 

@@ -13,6 +13,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import hyperframe.frame
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -288,3 +289,31 @@ def test_try_send_data_sends_as_h2_would_or_leaves_everything_as_it_was(plan: li
             assert (snapshot(ours), bytes(ours._data_to_send)) == (before, pending)
         assert snapshot(ours) == snapshot(theirs)
     assert ours.data_to_send() == theirs.data_to_send()
+
+
+def test_a_header_announcing_an_overlong_frame_is_refused_once_the_header_is_here() -> None:
+    """RFC 9113 4.2: over SETTINGS_MAX_FRAME_SIZE is a FRAME_SIZE_ERROR. h2 says so only
+    when the whole frame has come; check_frame_sizes as soon as its 9-byte header has,
+    whatever frame came before it and however the bytes are cut, with the GOAWAY h2 would
+    send. receive_data itself still answers exactly as h2 does (test_same_outcome_as_h2)."""
+    limit = connection(_GracefulConnection).max_inbound_frame_size
+    overlong = (limit + 1).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01"
+    for before in (b"", window_update(1, 5), data_frame(1, 3, 0)):
+        stream = before + overlong
+        for cut in range(len(stream)):  # every split in two reads, inside a frame or not
+            conn = connection(_GracefulConnection)
+            assert isinstance(conn, _GracefulConnection)
+            conn.receive_data(stream[:cut])
+            conn.check_frame_sizes()  # the header is not all here yet: nothing to say
+            events = conn.receive_data(stream[cut:])
+            delivered = [type(e) for e in events]  # what came before it is still delivered
+            assert len(delivered) == (1 if before and cut < len(before) else 0)
+            with pytest.raises(h2.exceptions.FrameTooLargeError):
+                conn.check_frame_sizes()
+            goaway = conn.data_to_send()
+            assert goaway[3] == 0x7 and goaway[-4:] == (6).to_bytes(4, "big")  # FRAME_SIZE
+    # Exactly the limit is a frame like any other: it waits for its body.
+    conn = connection(_GracefulConnection)
+    assert isinstance(conn, _GracefulConnection)
+    assert conn.receive_data(limit.to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01") == []
+    conn.check_frame_sizes()

@@ -3,8 +3,9 @@
 A call goes on the open connection with the most room under the server's
 MAX_CONCURRENT_STREAMS (capped by ``max_streams``); when every connection is full a new one
 is opened, so a thousand calls never queue behind a server's stream limit. Concurrent opens
-share one connection attempt. The state names match gRPC's connectivity states, which is
-what /healthz reports.
+share one connection attempt, and after a failed one, calls fail fast (UNAVAILABLE) until
+its backoff (1 s, doubling up to 8 s) is over. The state names match gRPC's connectivity
+states, which is what /healthz reports.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from ivr_bridge.recognition.h2_grpc import DEFAULT_MAX_RECEIVE, H2Call, H2Connec
 log = structlog.get_logger(__name__)
 
 _BACKOFF_FIRST_S = 1.0
-_BACKOFF_MAX_S = 30.0
+_BACKOFF_MAX_S = (
+    8.0  # as the channels' own retries (PolicyConfig.backoff_max_s): recovery within it
+)
 
 
 def split_endpoint(endpoint: str, *, tls: bool) -> tuple[str, int]:
@@ -82,8 +85,10 @@ class H2Channel:
         self._failed = False  # the last connection attempt failed
         self._backoff_s = _BACKOFF_FIRST_S
         self._retry_at = 0.0
+        self._last_error = ""  # the failed attempt's message, for calls refused meanwhile
         self._shut = False
         self.connections_opened = 0
+        self.calls_refused_in_backoff = 0
 
     async def open_call(self, path: str, metadata: Iterable[tuple[str, str]]) -> H2Call:
         """Start a call on a connection with room, opening a connection if none has any."""
@@ -100,6 +105,7 @@ class H2Channel:
             if self._connecting is None:
                 if len(self._connections) >= self._max_connections:
                     raise RpcError("UNAVAILABLE", f"{self.endpoint}: every connection is full")
+                self._refuse_within_backoff()
                 self._connecting = asyncio.create_task(self._connect())
             task = self._connecting
             try:
@@ -115,6 +121,18 @@ class H2Channel:
                 # MAX_CONCURRENT_STREAMS 0 (a server shedding load): more connections would
                 # only be more of the same.
                 raise RpcError("UNAVAILABLE", f"{self.endpoint} accepts no new calls now")
+
+    def _refuse_within_backoff(self) -> None:
+        """After a failed connect, calls fail fast until the backoff is over, as gRPC's do
+        in TRANSIENT_FAILURE: during an outage a thousand calls each retrying on their own
+        schedule would otherwise dial (and resolve, and handshake) the endpoint many times a
+        second. The first call after the backoff makes the one next attempt."""
+        if not self._failed:
+            return
+        wait = self._retry_at - asyncio.get_running_loop().time()
+        if wait > 0:
+            self.calls_refused_in_backoff += 1
+            raise RpcError("UNAVAILABLE", f"{self._last_error} (next attempt in {wait:.1f} s)")
 
     def _roomiest(self) -> H2Connection | None:
         best: H2Connection | None = None
@@ -153,8 +171,9 @@ class H2Channel:
             except OSError as exc:
                 why = exc.strerror or type(exc).__name__
                 raise RpcError("UNAVAILABLE", f"cannot connect to {self.endpoint}: {why}") from None
-        except RpcError:
+        except RpcError as exc:
             self._failed = True
+            self._last_error = exc.message
             self._retry_at = loop.time() + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, _BACKOFF_MAX_S)
             raise

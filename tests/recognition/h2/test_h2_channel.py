@@ -147,6 +147,33 @@ async def test_an_http1_server_is_unavailable(listen: Callable[..., Any]) -> Non
         await channel.close()
 
 
+async def test_calls_fail_fast_within_the_backoff_and_the_first_after_it_dials_once(
+    listen: Callable[..., Any],
+) -> None:
+    """An outage must not become a connection storm: after a failed attempt, calls fail at
+    once with the reason until the backoff is over, without dialing; then one attempt, shared
+    by the calls that arrive together, and a longer backoff when it fails too."""
+    listener = Listener(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", close_after_reply=True)
+    channel = H2Channel(await listen(listener), tls=False)
+    try:
+        first = await refused(channel)
+        assert listener.accepted == 1 and "did not answer in HTTP/2" in first.message
+        for _ in range(20):  # twenty calls retrying within the second: no new connection
+            error = await refused(channel)
+            assert first.message in error.message and "next attempt in" in error.message
+        assert listener.accepted == 1 and channel.calls_refused_in_backoff == 20
+        first_backoff = channel._retry_at - asyncio.get_running_loop().time()
+        channel._retry_at = 0.0  # the backoff is over (rewound rather than waited for)
+        errors = await asyncio.gather(
+            *(channel.open_call(PATH, []) for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(e, RpcError) and e.status == "UNAVAILABLE" for e in errors)
+        assert listener.accepted == 2  # one attempt for the five
+        assert channel._retry_at - asyncio.get_running_loop().time() > first_backoff
+    finally:
+        await channel.close()
+
+
 async def test_an_http1_answer_on_an_open_socket_fails_at_once(
     listen: Callable[..., Any],
 ) -> None:

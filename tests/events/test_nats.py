@@ -5,10 +5,12 @@ call once and in order, the stream created with its retention, and commands rout
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
 import sysconfig
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -40,24 +42,30 @@ def free_port() -> int:
 
 @pytest.fixture
 def nats_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
+    """A nats-server on a port it picks itself (``-p -1``) and reports in its ports file:
+    no window between finding a free port and binding it for another process to take."""
+    ports_dir = tmp_path / "ports"
+    ports_dir.mkdir()
     proc = subprocess.Popen(
-        [str(NATS_SERVER), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path)],
+        [str(NATS_SERVER), "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", str(tmp_path),
+         "--ports_file_dir", str(ports_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
     try:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+        url = None
+        for _ in range(1000):  # up to 10 s
+            if proc.poll() is not None:
+                raise RuntimeError("nats-server exited")
+            for ports_file in ports_dir.glob("*.ports"):
+                with contextlib.suppress(ValueError):  # written, not yet complete
+                    url = json.loads(ports_file.read_text())["nats"][0]
+            if url is not None:
                 break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError("nats-server exited") from None
-                import time
-
-                time.sleep(0.01)
-        yield f"nats://127.0.0.1:{port}"
+            time.sleep(0.01)
+        else:
+            raise RuntimeError("nats-server did not report its port")
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)

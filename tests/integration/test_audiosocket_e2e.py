@@ -6,6 +6,7 @@ The embedded recognizer runs the "tones" engine, so transcripts are compared wor
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -66,10 +67,24 @@ async def send_call(port: int, frames: list[bytes]) -> bytes:
 
 
 def free_tcp_port() -> int:
-    """A port nobody listens on right now (server.audiosocket_port has no "0 = any")."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nobody listens on right now (server.audiosocket_port has no "0 = any"), below
+    the kernel's ephemeral range: ports bound to 0 and outgoing connections all come from
+    that range, so nothing else in the suite takes this one before the bridge binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, max(10001, ephemeral_low))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def with_audiosocket(settings: Settings, port: int, allow: tuple[str, ...] = ()) -> Settings:

@@ -22,9 +22,9 @@ from ivr_bridge.recognition.h2_grpc import DEFAULT_MAX_RECEIVE, H2Call, H2Connec
 log = structlog.get_logger(__name__)
 
 _BACKOFF_FIRST_S = 1.0
-_BACKOFF_MAX_S = (
-    8.0  # as the channels' own retries (PolicyConfig.backoff_max_s): recovery within it
-)
+# The same cap as the channels' own retries (PolicyConfig.backoff_max_s): once the endpoint
+# is back, a call reaches it within that.
+_BACKOFF_MAX_S = 8.0
 
 
 def split_endpoint(endpoint: str, *, tls: bool) -> tuple[str, int]:

@@ -688,6 +688,8 @@ class H2Connection(asyncio.Protocol):
                 self._handle(event)
         if credited:
             self._wake_blocked()
+        if self.closed is not None:  # an event ended the connection (a GOAWAY, say)
+            return
         try:
             self._h2.check_frame_sizes()
         except h2.exceptions.ProtocolError as exc:

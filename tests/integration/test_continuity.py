@@ -123,6 +123,18 @@ def timeline(utterances: list[list[str]], pause_ms: int = PAUSE_MS) -> list[Spok
     return out
 
 
+def _difference(heard: list[str], want: list[str], lost_from: int, lost_to: int) -> str:
+    """Where two word lists part, with some context, for a failing assertion."""
+    at = next((i for i, (a, b) in enumerate(zip(heard, want, strict=False)) if a != b), None)
+    if at is None:
+        at = min(len(heard), len(want))
+    return (
+        f"gap {lost_from}-{lost_to} ms; first difference at word {at}: "
+        f"heard {heard[max(0, at - 3) : at + 4]} want {want[max(0, at - 3) : at + 4]} "
+        f"({len(heard)} heard, {len(want)} wanted)"
+    )
+
+
 async def test_outages_of_10_10_and_90_seconds(bridge: Any) -> None:
     """The first two outages lose nothing; the third, longer than the 60 s buffer, loses one
     exactly reported span and the call goes on."""
@@ -164,7 +176,7 @@ async def test_outages_of_10_10_and_90_seconds(bridge: Any) -> None:
     if cut:
         position = sum(1 for w in words[: cut[0]] if w.end_ms <= lost_from or w.start_ms >= lost_to)
         with_cut.insert(position, words[cut[0]].text)
-    assert heard in (kept, with_cut)
+    assert heard in (kept, with_cut), _difference(heard, with_cut, lost_from, lost_to)
     ended = got.of(call_id, "call_ended")[0].data
     accounting_holds(ended)
 

@@ -41,10 +41,6 @@ class Ticker:
         self._next_key = 0
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
-
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` every interval from now on (first within one interval);
         returns the function that stops it. Must be called with a running loop."""

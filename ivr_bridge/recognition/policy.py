@@ -120,12 +120,6 @@ class KeepalivePolicy:
         self._covered_until = now
         return insert
 
-    def next_check_in(self, now: float) -> float:
-        """Seconds until ``due`` could next return non-zero (for the timer)."""
-        if self._covered_until is None:
-            return max(0.0, self._after - (now - self._last_media))
-        return max(0.0, self._interval - (now - self._covered_until))
-
 
 def rotation_needed(
     config: PolicyConfig, session_ms: int, session_bytes: int, in_utterance: bool

@@ -47,15 +47,19 @@ def test_keepalive_covers_a_60_second_hold_within_the_5_second_rule() -> None:
     inserted += ka.on_media(60.0)
     assert max(gaps) <= 1.05  # far inside SpeechKit's 5 s
     assert inserted == pytest.approx(60_000, abs=60)
-    assert ka.next_check_in(60.0) == pytest.approx(1.0)
+    # Media again: the next insertion is after_ms later, not sooner.
+    assert ka.due(60.99) == 0
+    assert ka.due(61.0) == 1000
 
 
-def test_keepalive_next_check_while_quiet() -> None:
+def test_keepalive_next_insertion_while_quiet() -> None:
     ka = KeepalivePolicy(CFG, now=0.0)
     assert ka.due(1.0) == 1000
     assert ka.quiet
-    assert ka.next_check_in(1.25) == pytest.approx(0.75)
+    # While quiet, the next insertion is interval_ms after the last one.
     assert ka.due(1.5) == 0
+    assert ka.due(1.99) == 0
+    assert ka.due(2.0) == 1000
 
 
 def test_keepalive_disabled_never_inserts() -> None:

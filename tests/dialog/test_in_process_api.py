@@ -18,7 +18,7 @@ from ivr_bridge.handle import CallHandle
 from ivr_bridge.local.tones import synthesize_script
 from ivr_bridge.model import UtteranceEvent
 from ivr_bridge.simulate import simulate_pcm
-from tests.events.test_nats import free_port
+from tests.ports import free_tcp_port
 
 from .conftest import tone_settings
 
@@ -38,7 +38,7 @@ def test_every_public_name_resolves() -> None:
 
 
 async def test_serve_runs_the_handler_once_per_call_until_cancelled() -> None:
-    port = free_port()
+    port = free_tcp_port()
     settings = replace(tone_settings(), server=ServerSettings(port=port, drain_timeout_s=5.0))
     seen: dict[str, list[str]] = {}
 

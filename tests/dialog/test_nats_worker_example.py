@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from ivr_bridge.simulate import simulate_pcm
-from tests.events.test_nats import free_port, nats_url  # noqa: F401  (the nats-server fixture)
+from tests.events.test_nats import nats_url  # noqa: F401  (the nats-server fixture)
+from tests.ports import free_tcp_port
 
 from .examples import load_example
 
@@ -55,7 +56,7 @@ def healthy(port: int) -> bool:
 
 @pytest.fixture
 def two_bridges(tmp_path: Path, nats_url: str) -> Iterator[list[int]]:  # noqa: F811
-    ports = [free_port(), free_port()]
+    ports = [free_tcp_port(), free_tcp_port()]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "ivr_bridge", "serve", "--config",

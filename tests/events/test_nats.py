@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import subprocess
 import sysconfig
 import time
@@ -28,16 +27,11 @@ from ivr_bridge.errors import ConfigError, SinkError
 from ivr_bridge.events.bus import EventBus
 from ivr_bridge.events.jetstream import NatsSink, subject_token
 from ivr_bridge.model import UtteranceEvent
+from tests.ports import free_tcp_port
 
 from .factories import make
 
 NATS_SERVER = Path(sysconfig.get_path("scripts")) / "nats-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -201,7 +195,7 @@ async def test_publish_retries_are_bounded_then_refused(nats_url: str) -> None:
 async def test_unreachable_server_and_bad_retention_are_clear_errors() -> None:
     with pytest.raises(ConfigError, match="nats_retention"):
         NatsSink("nats://127.0.0.1:1", retention="forever")
-    sink = NatsSink(f"nats://user:pw@127.0.0.1:{free_port()}", ack_timeout_s=0.5)
+    sink = NatsSink(f"nats://user:pw@127.0.0.1:{free_tcp_port()}", ack_timeout_s=0.5)
     with pytest.raises(SinkError) as err:
         await sink.start()
     assert "pw" not in str(err.value)

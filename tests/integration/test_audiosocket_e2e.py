@@ -6,8 +6,6 @@ The embedded recognizer runs the "tones" engine, so transcripts are compared wor
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -30,6 +28,7 @@ from ivr_bridge.dialects.audiosocket_client import AudioSocketClient
 from ivr_bridge.errors import ConfigError
 from ivr_bridge.local.tones import synthesize_script
 from tests.integration.conftest import local_settings
+from tests.ports import free_tcp_port
 
 UTTERANCES = [["hello", "account", "balance"], ["card", "payment", "seven"]]
 UUID = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
@@ -64,27 +63,6 @@ async def send_call(port: int, frames: list[bytes]) -> bytes:
     writer.close()
     await writer.wait_closed()
     return received
-
-
-def free_tcp_port() -> int:
-    """A port nobody listens on right now (server.audiosocket_port has no "0 = any"), below
-    the kernel's ephemeral range: ports bound to 0 and outgoing connections all come from
-    that range, so nothing else in the suite takes this one before the bridge binds it."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            ephemeral_low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_low = 32768
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(10000, max(10001, ephemeral_low))
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def with_audiosocket(settings: Settings, port: int, allow: tuple[str, ...] = ()) -> Settings:

@@ -28,8 +28,9 @@ from ivr_bridge.simulate import simulate_pcm
 from ivr_bridge.simulators.base import ClientAuth
 from ivr_bridge.wer import word_error_rate
 from tests.integration.conftest import SAMPLE, Collector
-from tests.integration.test_audiosocket_e2e import free_tcp_port, send_call, with_audiosocket
+from tests.integration.test_audiosocket_e2e import send_call, with_audiosocket
 from tests.integration.test_every_dialect_e2e import AUTH, authenticated
+from tests.ports import free_tcp_port
 
 # One process runs the whole module: its tests read one module-wide run of every dialect.
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("every_dialect")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from ivr_bridge.local.async_jobs import AudioSpec
 from ivr_bridge.local.rest import LocalRestServer
 from ivr_bridge.local.server import EmbeddedServerConfig, EmbeddedSpeechKitServer
 from ivr_bridge.local.services import jobs_of
+from tests.ports import free_tcp_port
 from tests.transcribe.audio_files import LEFT, pcm, stereo_wav
 
 AUTH = (("authorization", "Api-Key k"),)
@@ -297,17 +297,10 @@ def test_async_and_operation_messages_match_the_official_stubs() -> None:
     assert [[m.full_name, m.input_type.full_name] for m in ops.methods] == official["ops"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_local_recognizer_command_serves_the_v2_rest_front() -> None:
     """``ivr-bridge local-recognizer --rest-port`` answers v2 REST next to gRPC, and stops
     cleanly on SIGTERM."""
-    rest_port = _free_port()
+    rest_port = free_tcp_port()
     proc = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "ivr_bridge", "local-recognizer", "--engine", "tones"],
         *["--port", "0", "--api-key", "k", "--rest-port", str(rest_port)],
